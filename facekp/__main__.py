@@ -1,0 +1,5 @@
+import sys
+
+from facekp.cli import main
+
+sys.exit(main())

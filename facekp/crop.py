@@ -27,6 +27,12 @@ class Framing:
     shift_y: float = 0.01
 
 
+# The framing of every converted training face and of every photo the model sees.
+# NOTE: it is fitted to the boxes of facekp.detect.default_detector(); another detector
+# frames faces differently and needs its own fit.
+DEFAULT_FRAMING = Framing(scale=0.99, shift_x=0.0, shift_y=0.01)
+
+
 @dataclass(frozen=True)
 class FaceCrop:
     """A 2x3 affine ``matrix`` that maps photo pixels to crop pixels, and its inverse."""
@@ -52,8 +58,14 @@ def _apply_affine(matrix: np.ndarray, points: np.ndarray) -> np.ndarray:
     return mapped.astype(np.float32)
 
 
-def crop_square(box: tuple[float, float, float, float], framing: Framing) -> tuple[float, float, float]:
-    """Return the crop square ``(left, top, side)`` in photo pixels for a detector box."""
+def crop_square(
+    box: tuple[float, float, float, float], framing: Framing
+) -> tuple[float, float, float]:
+    """Return the crop square ``(left, top, side)`` in photo pixels for a detector box.
+
+    ``box`` and the square are in edge coordinates (pixel ``i`` spans ``[i, i + 1)``), as
+    OpenCV's detector boxes are, so the box centre is ``x + w / 2``.
+    """
     x, y, w, h = box
     side = framing.scale * w
     centre_x = x + w / 2 + framing.shift_x * w
@@ -64,7 +76,7 @@ def crop_square(box: tuple[float, float, float, float], framing: Framing) -> tup
 def crop_face(
     image: np.ndarray,
     box: tuple[float, float, float, float],
-    framing: Framing = Framing(),
+    framing: Framing = DEFAULT_FRAMING,
     size: int = FACE_SIZE,
 ) -> tuple[np.ndarray, FaceCrop]:
     """Cut the framed square around ``box`` out of ``image`` and resize it to ``size`` x ``size``.
@@ -74,6 +86,8 @@ def crop_face(
     so the crop is not aliased; the returned :class:`FaceCrop` accounts for every step.
     """
     left, top, side = crop_square(box, framing)
+    if not np.isfinite([left, top, side]).all() or side <= 0:
+        raise ValueError(f"cannot crop: box {box} with {framing} gives a square of side {side}")
     height, width = image.shape[:2]
 
     # Step 1: the integer region that covers the square, padded where it leaves the photo.

@@ -294,6 +294,7 @@ def start_run(settings: TrainSettings, root: str | Path | None = None) -> RunInf
     right after the start (status ``starting`` until the trainer writes ``run.json``).
     Raises :class:`RunError` when the settings are invalid or the process cannot start.
     """
+    settings = TrainSettings(**{**settings.__dict__, "data": Path(settings.data).resolve()})
     _check_settings(settings)
     folder = runs_dir(root)
     folder.mkdir(parents=True, exist_ok=True)

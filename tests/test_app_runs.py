@@ -1,0 +1,160 @@
+"""Run folders: reading half-written files, spotting dead trainers, naming runs safely."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from facekp import runs
+
+
+def write_run(run_dir: Path, status: str, pid: int | None, metrics_text: str = "") -> Path:
+    run_dir.mkdir(parents=True)
+    record = {"model": "sezannet", "epochs": 3, "status": status, "pid": pid, "error": None}
+    (run_dir / runs.RUN_FILE).write_text(json.dumps(record))
+    (run_dir / runs.METRICS_FILE).write_text(metrics_text)
+    return run_dir
+
+
+def wait_until_zombie(process: subprocess.Popen) -> None:
+    import psutil
+
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if psutil.Process(process.pid).status() == psutil.STATUS_ZOMBIE:
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {process.pid} did not exit")
+
+
+def test_metrics_skip_half_written_line(tmp_path: Path) -> None:
+    text = (
+        '{"epoch": 1, "train_rmse": 3.5, "val_rmse": 3.0}\n'
+        "\n"
+        '{"epoch": 2, "train_rmse": 2.5, "val_rmse": 2.0}\n'
+        '{"epoch": 3, "train_rm'
+    )
+    write_run(tmp_path / "r", "running", None, text)
+
+    metrics = runs.read_metrics(tmp_path / "r")
+
+    assert [m["epoch"] for m in metrics] == [1, 2]
+    assert runs.read_run(tmp_path / "r").best_val_rmse == 2.0
+
+
+def test_half_written_progress_reads_none(tmp_path: Path) -> None:
+    run_dir = write_run(tmp_path / "r", "running", None)
+    (run_dir / runs.PROGRESS_FILE).write_text('{"epoch": 1, "epo')
+
+    assert runs.read_progress(run_dir) is None
+    assert runs.fraction_done(None) == 0.0
+    assert runs.time_left_seconds(None) is None
+
+
+def test_time_left_from_progress() -> None:
+    # Epoch 2 of 4 is half done after 30 s, so 1.5 of 4 epochs took 30 s and 2.5 remain.
+    progress = {"epoch": 2, "epochs": 4, "batch": 5, "batches": 10, "elapsed_seconds": 30.0}
+
+    assert runs.fraction_done(progress) == pytest.approx(1.5 / 4)
+    assert runs.time_left_seconds(progress) == pytest.approx(50.0)
+
+
+def test_running_status_with_dead_pid_is_failed(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    write_run(tmp_path / "r", "running", process.pid)
+
+    info = runs.read_run(tmp_path / "r")
+
+    assert info.status == "failed"
+    assert info.error is not None
+    assert str(process.pid) in info.error
+    assert not info.is_active
+
+
+def test_zombie_trainer_is_not_alive(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    wait_until_zombie(process)  # Exited but not reaped, so the pid still exists.
+    try:
+        write_run(tmp_path / "r", "running", process.pid)
+        assert runs.read_run(tmp_path / "r").status == "failed"
+    finally:
+        process.wait()
+
+
+def test_dead_pid_after_stop_request_is_stopped(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-c", "pass"])
+    process.wait()
+    run_dir = write_run(tmp_path / "r", "running", process.pid)
+    (run_dir / runs.STOP_FILE).touch()
+
+    assert runs.read_run(run_dir).status == "stopped"
+
+
+def test_live_pid_keeps_running_status(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        write_run(tmp_path / "r", "running", process.pid)
+        info = runs.read_run(tmp_path / "r")
+        assert info.status == "running"
+        assert info.is_active
+    finally:
+        process.kill()
+        process.wait()
+
+
+def test_list_runs_newest_first_skips_other_folders(tmp_path: Path) -> None:
+    write_run(tmp_path / "20260101-000000-sezannet", "finished", None)
+    write_run(tmp_path / "20260102-000000-sezannet", "finished", None)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "stray.txt").write_text("not a run")
+
+    names = [run.name for run in runs.list_runs(tmp_path)]
+
+    assert names == ["20260102-000000-sezannet", "20260101-000000-sezannet"]
+    assert runs.list_runs(tmp_path / "missing") == []
+
+
+def test_runs_dir_follows_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(runs.RUNS_DIR_ENV, str(tmp_path))
+    assert runs.runs_dir() == tmp_path
+    monkeypatch.delenv(runs.RUNS_DIR_ENV)
+    assert runs.runs_dir() == Path("runs")
+
+
+def test_run_names_reject_paths() -> None:
+    name = runs.new_run_name("sezannet", now=0)
+
+    assert runs.is_run_name(name)
+    assert "/" not in name
+    for bad in ("../escape", "sezannet/../../x", "", "SezanNet"):
+        with pytest.raises(runs.RunError):
+            runs.new_run_name(bad)
+
+
+def test_start_rejects_invalid_settings(tmp_path: Path) -> None:
+    data = tmp_path / "training.csv"
+    data.write_text("x\n")
+    cases = [
+        runs.TrainSettings(data=tmp_path / "missing.csv", model="sezannet", epochs=1),
+        runs.TrainSettings(data=data, model="no_such_model", epochs=1),
+        runs.TrainSettings(data=data, model="sezannet", epochs=0),
+        runs.TrainSettings(data=data, model="sezannet", epochs=1, lr=-1.0),
+        runs.TrainSettings(data=data, model="sezannet", epochs=1, val_fraction=1.0),
+    ]
+    for settings in cases:
+        with pytest.raises(runs.RunError):
+            runs.start_run(settings, root=tmp_path / "runs")
+    assert not (tmp_path / "runs").exists() or not any((tmp_path / "runs").iterdir())
+
+
+def test_resume_rejects_run_without_checkpoint(tmp_path: Path) -> None:
+    write_run(tmp_path / "r", "failed", None)
+
+    with pytest.raises(runs.RunError, match="last.pt"):
+        runs.resume_run(tmp_path / "r")

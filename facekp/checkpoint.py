@@ -1,0 +1,286 @@
+"""Save and load keypoint model checkpoints.
+
+A checkpoint is a dict of plain tensors, dicts, lists, strings and numbers, so
+``torch.load(path, weights_only=True)`` can read it without running any pickled code::
+
+    {
+        "format": "facekp-checkpoint", "format_version": 1,
+        "model_name": "heatmapnet",            # a name in facekp.models.MODELS
+        "state_dict": {...},                   # the model's weights
+        "keypoint_names": [...],               # the 15 names, in output order
+        "input_size": 96,                      # faces are input_size x input_size
+        "normalization": {...},                # how inputs and outputs are scaled
+        "data": {"path", "rows", "keypoint_counts"},   # the training data
+        "mean_keypoints": [[x, y], ...],       # (15, 2) training mean, pixels of the face
+        "metrics": {...},                      # e.g. best validation RMSE in pixels
+        "command": "python -m facekp train ...",
+        "training": {...},                     # optional: optimizer and RNG state to resume
+    }
+
+Everything except ``state_dict`` and ``training`` is available as ``KeypointModel.info``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import pickle
+import tempfile
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from facekp.errors import CheckpointError, ImageError
+from facekp.keypoints import FACE_SIZE, KEYPOINT_NAMES, NUM_KEYPOINTS, denormalize_keypoints
+from facekp.models import MODELS, create_model
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT_FORMAT = "facekp-checkpoint"
+CHECKPOINT_VERSION = 1
+
+# How a checkpoint's model expects its input and produces its output.
+NORMALIZATION: dict[str, str] = {
+    "image": "uint8 gray value / 255, shape (B, 1, 96, 96)",
+    "keypoints": "(pixel - 48) / 48, x then y per keypoint in Kaggle column order",
+}
+
+PREDICT_BATCH_SIZE = 256
+
+_REQUIRED_KEYS = ("model_name", "state_dict", "keypoint_names", "input_size")
+
+
+def shipped_model_path() -> Path:
+    """Return the path of the model that ships inside the package, ``facekp/assets/model.pt``."""
+    return Path(__file__).resolve().parent / "assets" / "model.pt"
+
+
+@dataclass
+class KeypointModel:
+    """A loaded model ready for inference.
+
+    ``model`` is in eval mode, and facekp never switches it to training mode. ``name`` is the
+    registered architecture name and ``info`` holds the checkpoint's metadata (everything
+    except the weights and the optimizer state).
+    """
+
+    model: nn.Module
+    name: str
+    info: dict[str, Any] = field(default_factory=dict)
+    path: Path | None = None
+
+    @property
+    def mean_keypoints(self) -> np.ndarray:
+        """The training data's mean keypoints ``(15, 2)`` float32, pixels of the 96x96 face.
+
+        NaN where the training data had no label for that keypoint, or where the checkpoint
+        does not record a mean.
+        """
+        mean = self.info.get("mean_keypoints")
+        if mean is None:
+            return np.full((NUM_KEYPOINTS, 2), np.nan, dtype=np.float32)
+        return np.asarray(mean, dtype=np.float32).reshape(NUM_KEYPOINTS, 2)
+
+    def predict(self, faces: np.ndarray, batch_size: int = PREDICT_BATCH_SIZE) -> np.ndarray:
+        """Predict keypoints for faces ``(N, 96, 96)`` uint8; returns ``(N, 15, 2)`` float32.
+
+        The result is in pixels of the 96x96 face (``x`` right, ``y`` down, pixel centres
+        at integers). Runs under ``torch.no_grad`` in batches of ``batch_size`` faces.
+        """
+        faces = _check_faces(faces)
+        outputs = []
+        with torch.no_grad():
+            for start in range(0, len(faces), batch_size):
+                batch = torch.from_numpy(faces[start : start + batch_size]).float().div_(255.0)
+                outputs.append(self.model(batch.unsqueeze(1)).float().numpy())
+        if not outputs:
+            return np.zeros((0, NUM_KEYPOINTS, 2), dtype=np.float32)
+        normalized = np.concatenate(outputs).reshape(-1, NUM_KEYPOINTS, 2)
+        return denormalize_keypoints(normalized)
+
+
+def _check_faces(faces: np.ndarray) -> np.ndarray:
+    faces = np.asarray(faces)
+    if faces.ndim != 3 or faces.shape[1:] != (FACE_SIZE, FACE_SIZE):
+        raise ImageError(
+            f"faces must be an array of shape (N, {FACE_SIZE}, {FACE_SIZE}), got {faces.shape}; "
+            "crop and resize each face to 96x96 grayscale first"
+        )
+    if faces.dtype != np.uint8:
+        raise ImageError(
+            f"faces must be uint8 gray values 0..255, got dtype {faces.dtype}; "
+            "convert with np.clip(faces, 0, 255).astype(np.uint8)"
+        )
+    return np.ascontiguousarray(faces)
+
+
+def build_checkpoint(
+    model: nn.Module,
+    model_name: str,
+    *,
+    data: dict[str, Any] | None = None,
+    mean_keypoints: np.ndarray | None = None,
+    metrics: dict[str, Any] | None = None,
+    command: str = "",
+    training: dict[str, Any] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Assemble a checkpoint dict for ``model``.
+
+    ``mean_keypoints`` is ``(15, 2)`` pixels of the face (NaN allowed), stored as a nested list.
+    ``training`` holds what resuming needs (optimizer state, RNG state, history) and is left
+    out of the shipped model. ``extra`` adds more plain metadata keys.
+    """
+    if model_name not in MODELS:
+        raise ValueError(f"model name {model_name!r} is not registered in facekp.models.MODELS")
+    state_dict = {key: value.detach().cpu().clone() for key, value in model.state_dict().items()}
+    checkpoint: dict[str, Any] = {
+        "format": CHECKPOINT_FORMAT,
+        "format_version": CHECKPOINT_VERSION,
+        "model_name": model_name,
+        "state_dict": state_dict,
+        "keypoint_names": list(KEYPOINT_NAMES),
+        "input_size": FACE_SIZE,
+        "normalization": dict(NORMALIZATION),
+        "data": dict(data or {}),
+        "mean_keypoints": None,
+        "metrics": dict(metrics or {}),
+        "command": command,
+    }
+    if mean_keypoints is not None:
+        mean = np.asarray(mean_keypoints, dtype=np.float64).reshape(NUM_KEYPOINTS, 2)
+        checkpoint["mean_keypoints"] = mean.tolist()
+    if extra:
+        checkpoint.update(extra)
+    if training is not None:
+        checkpoint["training"] = training
+    return checkpoint
+
+
+def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
+    """Write ``checkpoint`` to ``path`` atomically and return the path.
+
+    The data goes to a temporary file in the same folder, is flushed and fsynced, and then
+    replaces ``path`` with ``os.replace``, so a reader sees either the old file or the
+    complete new one, even if the process dies while writing.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "wb") as stream:
+            torch.save(checkpoint, stream)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+    _fsync_directory(path.parent)
+    return path
+
+
+def _fsync_directory(directory: Path) -> None:
+    try:
+        descriptor = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(descriptor)
+    except OSError:
+        pass  # Some file systems do not support fsync on directories; the data is still written.
+    finally:
+        os.close(descriptor)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Read and validate a checkpoint file into its dict, on the CPU.
+
+    Raises :class:`CheckpointError` when the file is missing, is not a file, is truncated or
+    corrupt, is some other torch file, or lacks a required entry.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(
+            f"checkpoint {path} not found; pass the path of a .pt file written by "
+            "'python -m facekp train' (for example RUN_DIR/best.pt)"
+        )
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} is not a file; pass a .pt file, e.g. RUN_DIR/best.pt")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
+            zipfile.BadZipFile, AttributeError, TypeError, IndexError, KeyError) as error:
+        raise CheckpointError(
+            f"checkpoint {path} could not be read ({type(error).__name__}: "
+            f"{str(error).splitlines()[0] if str(error) else 'no details'}); the file is "
+            "truncated, corrupt or not a torch file. Use best.pt or last.pt from a finished "
+            "run, or retrain"
+        ) from error
+    if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(
+            f"{path} is a torch file but not a facekp checkpoint (no format "
+            f"{CHECKPOINT_FORMAT!r}); use a checkpoint written by 'python -m facekp train'"
+        )
+    version = checkpoint.get("format_version")
+    if not isinstance(version, int) or version > CHECKPOINT_VERSION:
+        raise CheckpointError(
+            f"checkpoint {path} has format version {version!r}, but this facekp reads versions "
+            f"up to {CHECKPOINT_VERSION}; upgrade facekp or retrain"
+        )
+    missing = [key for key in _REQUIRED_KEYS if key not in checkpoint]
+    if missing:
+        raise CheckpointError(f"checkpoint {path} lacks the entries {missing}; retrain the model")
+    return checkpoint
+
+
+def load_model(path: str | Path | None = None) -> KeypointModel:
+    """Load a checkpoint into a :class:`KeypointModel` in eval mode on the CPU.
+
+    ``path=None`` loads the shipped model (:func:`shipped_model_path`). Raises
+    :class:`CheckpointError` for a missing, corrupt, truncated or non-facekp file, for an
+    unknown model name, and for weights that do not fit the named architecture.
+    """
+    path = shipped_model_path() if path is None else Path(path)
+    checkpoint = read_checkpoint(path)
+
+    name = checkpoint["model_name"]
+    if name not in MODELS:
+        raise CheckpointError(
+            f"checkpoint {path} is for model {name!r}, which this facekp does not have; "
+            f"known models: {', '.join(sorted(MODELS))}"
+        )
+    if list(checkpoint["keypoint_names"]) != list(KEYPOINT_NAMES):
+        raise CheckpointError(
+            f"checkpoint {path} predicts keypoints {checkpoint['keypoint_names']}, not the 15 "
+            "Kaggle keypoints in Kaggle column order; retrain with this facekp"
+        )
+    if checkpoint["input_size"] != FACE_SIZE:
+        raise CheckpointError(
+            f"checkpoint {path} expects {checkpoint['input_size']}-pixel faces, not "
+            f"{FACE_SIZE}; retrain with this facekp"
+        )
+
+    model = create_model(name)
+    state_dict = checkpoint["state_dict"]
+    if not isinstance(state_dict, dict):
+        raise CheckpointError(f"checkpoint {path} has no weight dict under 'state_dict'; retrain")
+    try:
+        model.load_state_dict(state_dict, strict=True)
+    except (RuntimeError, TypeError, AttributeError) as error:
+        first_line = str(error).strip().splitlines()
+        detail = " ".join(line.strip() for line in first_line[:3])
+        raise CheckpointError(
+            f"checkpoint {path} does not fit model {name!r}: {detail}. The weights were saved "
+            "from a different architecture or the file was altered; retrain"
+        ) from error
+    model.eval()
+
+    info = {key: value for key, value in checkpoint.items() if key not in ("state_dict", "training")}
+    log.debug("loaded %s model from %s", name, path)
+    return KeypointModel(model=model, name=name, info=info, path=path)

@@ -1,4 +1,4 @@
-"""Compare facekp, dlib and MediaPipe end to end on the ytf68 test photos, each with its own detector.
+"""Compare facekp, dlib and MediaPipe end to end on ytf68 test photos, each with its own detector.
 
 Each tool runs as a separate process, pinned to one CPU with one thread per library, and
 writes a JSON of per-photo keypoints and times (see ``bench/external/common.py``). dlib and
@@ -58,6 +58,12 @@ ALL_KEYPOINTS = tuple(range(len(KEYPOINT_NAMES)))
 NO_BROW_KEYPOINTS = tuple(i for i in ALL_KEYPOINTS if i not in BROW_KEYPOINTS)
 FAILURE_THRESHOLD = 0.10  # a face whose normalised error exceeds this counts as a failure
 RUNNER_TIMEOUT_SECONDS = 1800
+THREAD_VARIABLES = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+)
 
 
 @dataclass
@@ -66,8 +72,11 @@ class ToolScore:
 
     ``errors`` is ``(N, 15)`` normalised per-keypoint error, NaN where the labelled face was
     not found, and ``offsets`` ``(N, 15, 2)`` the normalised signed ``predicted - label``
-    difference. ``eye_distance`` ``(N,)`` is the labelled outer-eye-corner distance in pixels. ``seconds`` is decoding plus finding the keypoints, per photo. ``alternatives`` maps a label like ``"iris_centre"`` to the same kind of array
-    with only the alternative keypoints filled in.
+    difference. ``eye_distance`` ``(N,)`` is the labelled outer-eye-corner distance in
+    pixels. ``seconds`` is decoding plus finding the keypoints, per photo. ``failed`` marks
+    photos that the tool could not process or that are missing from its JSON.
+    ``alternatives`` maps a reading like ``"iris_centre"`` to an ``(N, 15)`` error array in
+    which only that reading's keypoints are filled in.
     """
 
     tool: str
@@ -98,7 +107,10 @@ def parse_args() -> argparse.Namespace:
         help="score the JSON files already in --out-dir instead of running the tools again",
     )
     parser.add_argument(
-        "--data-dir", type=Path, default=DEFAULT_DATA_DIR, help="ytf68 folder (default: %(default)s)"
+        "--data-dir",
+        type=Path,
+        default=DEFAULT_DATA_DIR,
+        help="ytf68 folder containing test/ and test_frames_keypoints.csv (default: %(default)s)",
     )
     parser.add_argument(
         "--out-dir",
@@ -123,7 +135,10 @@ def parse_args() -> argparse.Namespace:
         "convention; -1 -1 reads the labels as counting pixels from 1 (default: 0 0)",
     )
     parser.add_argument(
-        "--cpu", type=int, default=None, help="CPU to pin every tool to (default: the runners' choice)"
+        "--cpu",
+        type=int,
+        default=None,
+        help="CPU number to pin every tool to (default: the highest CPU this process may use)",
     )
     args = parser.parse_args()
     if args.limit is not None and args.limit < 1:
@@ -147,18 +162,31 @@ def run_tool(tool: str, args: argparse.Namespace, output: Path) -> None:
         command += ["--model", str(args.facekp_model)]
 
     environment = dict(os.environ)
-    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+    for name in THREAD_VARIABLES:
         environment[name] = "1"
     log.info("running %s", " ".join(command))
-    completed = subprocess.run(command, env=environment, timeout=RUNNER_TIMEOUT_SECONDS, check=False)
+    completed = subprocess.run(
+        command, env=environment, timeout=RUNNER_TIMEOUT_SECONDS, check=False
+    )
     if completed.returncode != 0:
         raise RuntimeError(f"{tool}: {script.name} exited with status {completed.returncode}")
 
 
 def load_labels(data_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Return the test photo names, their ``(N, 68, 2)`` landmarks and ``(N, 15, 2)`` keypoints."""
+    """Return the test photo names, their ``(N, 68, 2)`` landmarks and ``(N, 15, 2)`` keypoints.
+
+    Raises ``ValueError`` if a photo's labelled outer eye corners are under a pixel apart,
+    because its normalised error would be undefined.
+    """
     landmarks = read_landmark_csv(data_dir / "test_frames_keypoints.csv")
-    return landmarks.names, landmarks.points, ibug68_to_kaggle(landmarks.points).astype(np.float64)
+    corner_a, corner_b = OUTER_CORNERS
+    points = landmarks.points
+    eye_distance = np.linalg.norm(points[:, corner_a] - points[:, corner_b], axis=1)
+    too_close = [name for name, distance in zip(landmarks.names, eye_distance) if distance < 1.0]
+    if too_close:
+        raise ValueError(f"outer eye corners less than 1 px apart in the labels of {too_close[:5]}")
+    keypoints = ibug68_to_kaggle(landmarks.points).astype(np.float64)
+    return landmarks.names, landmarks.points, keypoints
 
 
 def score_tool(
@@ -169,6 +197,14 @@ def score_tool(
 ) -> ToolScore:
     """Match each photo's detections to the labelled face and compute normalised errors."""
     photos = {photo["file"]: photo for photo in document["photos"]}
+    missing = sum(name not in photos for name in names)
+    if missing:
+        log.warning(
+            "%s: %d of %d labelled photos are missing from its results; they count as errors",
+            document["tool"],
+            missing,
+            len(names),
+        )
     count = len(names)
     corner_a, corner_b = OUTER_CORNERS
     eye_distance = np.linalg.norm(landmarks[:, corner_a] - landmarks[:, corner_b], axis=1)
@@ -193,7 +229,9 @@ def score_tool(
         faces = photo["faces"]
         any_face[row] = bool(faces)
 
-        detections = [Detection(box=tuple(face["box"]), score=face["score"] or 0.0) for face in faces]
+        detections = [
+            Detection(box=tuple(face["box"]), score=face["score"] or 0.0) for face in faces
+        ]
         match = match_detection(detections, landmarks[row])
         if match is None:
             continue
@@ -225,7 +263,9 @@ def score_tool(
     )
 
 
-def face_error_stats(errors: np.ndarray, keypoint_indices: tuple[int, ...]) -> tuple[float, float, float]:
+def face_error_stats(
+    errors: np.ndarray, keypoint_indices: tuple[int, ...]
+) -> tuple[float, float, float]:
     """Return mean, median and failure share of per-face errors over the given keypoints.
 
     ``errors`` is ``(faces, 15)`` with only found faces; a face's error is its mean over
@@ -250,7 +290,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 def summary_table(scores: list[ToolScore]) -> str:
     """One row per tool: detection, error over its own found faces, and time per photo."""
     header = [
-        "tool", "photos", "labelled face found", "any face", "errors",
+        "tool", "photos", "labelled face found", "any face", "errors or missing",
         "NME mean", "NME median", "NME > 0.10",
         "no-brow mean", "no-brow median", "no-brow > 0.10",
         "time median ms", "time p90 ms", "decode median ms", "init s",
@@ -334,7 +374,13 @@ def offset_table(scores: list[ToolScore], common: np.ndarray) -> str:
         pixels = offsets * score.eye_distance[common][:, None, None]
         mean = offsets.reshape(-1, 2).mean(axis=0) if offsets.size else np.full(2, np.nan)
         mean_px = pixels.reshape(-1, 2).mean(axis=0) if pixels.size else np.full(2, np.nan)
-        rows.append([score.tool, f"{mean[0]:+.4f}", f"{mean[1]:+.4f}", f"{mean_px[0]:+.2f}", f"{mean_px[1]:+.2f}"])
+        rows.append([
+            score.tool,
+            f"{mean[0]:+.4f}",
+            f"{mean[1]:+.4f}",
+            f"{mean_px[0]:+.2f}",
+            f"{mean_px[1]:+.2f}",
+        ])
     return markdown_table(header, rows)
 
 
@@ -343,7 +389,8 @@ def describe_tool(score: ToolScore) -> str:
     environment = document.get("environment", {})
     return (
         f"- {score.tool}: {json.dumps(document.get('settings', {}), sort_keys=True)}; "
-        f"Python {environment.get('python')}, pinned to CPU {environment.get('cpu_pinned')}"
+        f"Python {environment.get('python')}, pinned to CPU {environment.get('cpu_pinned')}, "
+        f"load average {environment.get('load_average')} at the start"
     )
 
 
@@ -354,7 +401,8 @@ def main() -> int:
     landmarks = landmarks + np.asarray(args.label_shift)
     keypoints = keypoints + np.asarray(args.label_shift)
     if args.limit is not None:
-        names, landmarks, keypoints = names[: args.limit], landmarks[: args.limit], keypoints[: args.limit]
+        names = names[: args.limit]
+        landmarks, keypoints = landmarks[: args.limit], keypoints[: args.limit]
     args.out_dir.mkdir(parents=True, exist_ok=True)
 
     scores: list[ToolScore] = []
@@ -365,11 +413,15 @@ def main() -> int:
             if not args.reuse:
                 run_tool(tool, args, output)
             document = json.loads(output.read_text())
-        except (RuntimeError, OSError, json.JSONDecodeError, subprocess.TimeoutExpired) as error:
+            scores.append(score_tool(document, names, landmarks, keypoints))
+        except (RuntimeError, OSError, subprocess.TimeoutExpired) as error:
             log.error("%s: no results, left out of the tables: %s", tool, error)
             problems += 1
-            continue
-        scores.append(score_tool(document, names, landmarks, keypoints))
+        except (json.JSONDecodeError, KeyError, TypeError) as error:
+            log.error(
+                "%s: %s is not a valid results file (%r); run the tool again", tool, output, error
+            )
+            problems += 1
 
     if not scores:
         log.error("no tool produced results")

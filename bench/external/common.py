@@ -137,6 +137,9 @@ def environment_info(cpu: int) -> dict[str, Any]:
         "platform": platform.platform(),
         "processor": _processor_name(),
         "cpu_pinned": cpu,
+        "cpu_count": os.cpu_count(),
+        # Timings are only as good as the machine was quiet: other work shares the CPUs.
+        "load_average": [round(value, 2) for value in os.getloadavg()],
         "threads": {name: os.environ.get(name) for name in THREAD_VARIABLES},
     }
 

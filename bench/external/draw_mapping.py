@@ -57,7 +57,9 @@ def draw_photo(
     for number, point in enumerate(labels):
         x, y = to_canvas(point)
         cv2.drawMarker(canvas, (x, y), LABEL_COLOUR, cv2.MARKER_CROSS, 14, 2)
-        cv2.putText(canvas, str(number), (x + 6, y - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, LABEL_COLOUR, 1)
+        cv2.putText(
+            canvas, str(number), (x + 6, y - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, LABEL_COLOUR, 1
+        )
 
     for (tool, face), colour in zip(tools, COLOURS_BGR):
         for point, label in zip(face["keypoints"], labels):

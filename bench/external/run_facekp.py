@@ -116,7 +116,11 @@ def main() -> int:
             "model_metrics": info.get("metrics"),
             "model_training_data": (info.get("data") or {}).get("path"),
             "whole_image": False,
-            "versions": {"torch": torch.__version__, "opencv": cv2.__version__, "numpy": np.__version__},
+            "versions": {
+                "torch": torch.__version__,
+                "opencv": cv2.__version__,
+                "numpy": np.__version__,
+            },
         },
         "environment": environment_info(cpu),
         "init_seconds": init_seconds,

@@ -13,6 +13,7 @@ indices below pick the points that match the iBUG 300-W definitions behind the y
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from common import (
 )
 
 limit_threads()
+os.environ.setdefault("GLOG_minloglevel", "2")  # keep MediaPipe's C++ info lines off stderr
 
 import time  # noqa: E402
 
@@ -126,14 +128,14 @@ def main() -> int:
             mesh = mesh_to_pixels(landmarks, width, height)
             low, high = mesh.min(axis=0), mesh.max(axis=0)
             main_points = pick_keypoints(mesh, MESH_TO_KAGGLE)
-            alternatives = {
-                label: {name: rounded([point])[0] for name, point in pick_keypoints(mesh, table).items()}
-                for label, table in ALTERNATIVES.items()
-            }
+            alternatives = {}
+            for label, table in ALTERNATIVES.items():
+                picked = pick_keypoints(mesh, table)
+                alternatives[label] = {name: rounded([point])[0] for name, point in picked.items()}
             faces.append(
                 {
                     # FaceMesh reports no box or score: the box is the mesh's bounding box.
-                    "box": [float(low[0]), float(low[1]), float(high[0] - low[0]), float(high[1] - low[1])],
+                    "box": [float(v) for v in (low[0], low[1], *(high - low))],
                     "score": None,
                     "keypoints": rounded(main_points.values()),
                     "alternatives": alternatives,
@@ -154,7 +156,9 @@ def main() -> int:
         "init_seconds": init_seconds,
     }
     try:
-        failures = run_photos("mediapipe", names, image_dir, decode, find_faces, header, args.output)
+        failures = run_photos(
+            "mediapipe", names, image_dir, decode, find_faces, header, args.output
+        )
     finally:
         mesh_model.close()
     log.info("mediapipe: wrote %s (%d photos, %d failed)", args.output, len(names), failures)

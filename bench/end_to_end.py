@@ -35,8 +35,9 @@ sys.path.insert(0, str(REPO_ROOT))
 
 from facekp.convert import match_detection  # noqa: E402
 from facekp.detect import Detection  # noqa: E402
+from facekp.errors import FacekpError  # noqa: E402
 from facekp.keypoints import KEYPOINT_NAMES, ibug68_to_kaggle  # noqa: E402
-from facekp.landmarks import read_landmark_csv  # noqa: E402
+from facekp.landmarks import load_landmarks  # noqa: E402
 
 log = logging.getLogger("bench.end_to_end")
 
@@ -178,7 +179,7 @@ def load_labels(data_dir: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
     Raises ``ValueError`` if a photo's labelled outer eye corners are under a pixel apart,
     because its normalised error would be undefined.
     """
-    landmarks = read_landmark_csv(data_dir / "test_frames_keypoints.csv")
+    landmarks = load_landmarks(data_dir / "test_frames_keypoints.csv")
     corner_a, corner_b = OUTER_CORNERS
     points = landmarks.points
     eye_distance = np.linalg.norm(points[:, corner_a] - points[:, corner_b], axis=1)
@@ -397,7 +398,11 @@ def describe_tool(score: ToolScore) -> str:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s", stream=sys.stderr)
     args = parse_args()
-    names, landmarks, keypoints = load_labels(args.data_dir)
+    try:
+        names, landmarks, keypoints = load_labels(args.data_dir)
+    except (FacekpError, OSError, ValueError) as error:
+        log.error("cannot read the test labels: %s", error)
+        return 2
     landmarks = landmarks + np.asarray(args.label_shift)
     keypoints = keypoints + np.asarray(args.label_shift)
     if args.limit is not None:

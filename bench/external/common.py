@@ -131,6 +131,22 @@ def read_photo_names(labels_csv: Path) -> list[str]:
     return names
 
 
+def prepare_run(args: argparse.Namespace) -> tuple[int, Path, list[str]] | None:
+    """Pin the process and list the photos: return ``(cpu, image_dir, names)``.
+
+    Returns None after logging the reason when the data folder, the labels CSV or the CPU
+    is unusable, so the runner can exit with status 2 and a one-line message.
+    """
+    try:
+        cpu = pin_to_one_cpu(args.cpu)
+        image_dir, labels_csv = split_paths(args.data_dir, args.split)
+        names = read_photo_names(labels_csv)[: args.limit]
+    except (OSError, ValueError, csv.Error, UnicodeDecodeError) as error:
+        log.error("%s", error)
+        return None
+    return cpu, image_dir, names
+
+
 def environment_info(cpu: int) -> dict[str, Any]:
     return {
         "python": platform.python_version(),
@@ -188,7 +204,7 @@ def run_photos(
         except Exception as error:  # noqa: BLE001 - one bad photo must not end a long run
             failures += 1
             record["error"] = f"{type(error).__name__}: {error}"
-            log.error("%s: %s failed on %s: %s", tool, name, image_dir, record["error"])
+            log.error("%s: could not process %s: %s", tool, image_dir / name, record["error"])
         photos.append(record)
 
         if index % PROGRESS_EVERY == 0 or index == len(names):

@@ -12,6 +12,7 @@ table as the ytf68 labels (``facekp.keypoints.IBUG68_TO_KAGGLE``).
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from common import (
@@ -20,17 +21,13 @@ from common import (
     limit_threads,
     log,
     parse_args,
-    pin_to_one_cpu,
-    read_photo_names,
+    prepare_run,
     rounded,
     run_photos,
     setup_logging,
-    split_paths,
 )
 
 limit_threads()
-
-import time  # noqa: E402
 
 import dlib  # noqa: E402
 import face_recognition_models  # noqa: E402
@@ -55,9 +52,10 @@ def decode(path: Path) -> np.ndarray:
 def main() -> int:
     args = parse_args(__doc__.splitlines()[0])
     setup_logging()
-    cpu = pin_to_one_cpu(args.cpu)
-    image_dir, labels_csv = split_paths(args.data_dir, args.split)
-    names = read_photo_names(labels_csv)[: args.limit]
+    prepared = prepare_run(args)
+    if prepared is None:
+        return 2
+    cpu, image_dir, names = prepared
 
     tick = time.perf_counter()
     model_path = face_recognition_models.pose_predictor_model_location()

@@ -13,7 +13,11 @@ detected face is off, so every face comes from the detector.
 
 from __future__ import annotations
 
+import argparse
+import io
 import sys
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 from common import (
@@ -22,20 +26,13 @@ from common import (
     limit_threads,
     log,
     parse_args,
-    pin_to_one_cpu,
-    read_photo_names,
+    prepare_run,
     rounded,
     run_photos,
     setup_logging,
-    split_paths,
 )
 
 limit_threads()
-
-import argparse  # noqa: E402
-import io  # noqa: E402
-import time  # noqa: E402
-from dataclasses import dataclass  # noqa: E402
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
@@ -76,11 +73,12 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
 def main() -> int:
     args = parse_args(__doc__.splitlines()[0], add_model_argument)
     setup_logging()
-    cpu = pin_to_one_cpu(args.cpu)
+    prepared = prepare_run(args)
+    if prepared is None:
+        return 2
+    cpu, image_dir, names = prepared
     torch.set_num_threads(1)
     cv2.setNumThreads(1)
-    image_dir, labels_csv = split_paths(args.data_dir, args.split)
-    names = read_photo_names(labels_csv)[: args.limit]
 
     model_path = (args.model or shipped_model_path()).resolve()
     tick = time.perf_counter()

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 from common import (
@@ -22,18 +23,14 @@ from common import (
     limit_threads,
     log,
     parse_args,
-    pin_to_one_cpu,
-    read_photo_names,
+    prepare_run,
     rounded,
     run_photos,
     setup_logging,
-    split_paths,
 )
 
 limit_threads()
 os.environ.setdefault("GLOG_minloglevel", "2")  # keep MediaPipe's C++ info lines off stderr
-
-import time  # noqa: E402
 
 import cv2  # noqa: E402
 import mediapipe  # noqa: E402
@@ -82,9 +79,11 @@ ALTERNATIVES: dict[str, dict[str, tuple[int, ...]]] = {
 
 def decode(path: Path) -> np.ndarray:
     """Read a photo as an ``(H, W, 3)`` uint8 RGB array."""
+    if not path.is_file():
+        raise FileNotFoundError(f"photo {path} not found")
     bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
     if bgr is None:
-        raise ValueError(f"OpenCV could not decode {path}")
+        raise ValueError(f"OpenCV could not decode {path}: not an image, or a damaged file")
     return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
 
 
@@ -107,9 +106,10 @@ def pick_keypoints(mesh: np.ndarray, table: dict[str, tuple[int, ...]]) -> dict[
 def main() -> int:
     args = parse_args(__doc__.splitlines()[0])
     setup_logging()
-    cpu = pin_to_one_cpu(args.cpu)
-    image_dir, labels_csv = split_paths(args.data_dir, args.split)
-    names = read_photo_names(labels_csv)[: args.limit]
+    prepared = prepare_run(args)
+    if prepared is None:
+        return 2
+    cpu, image_dir, names = prepared
 
     tick = time.perf_counter()
     mesh_model = face_mesh.FaceMesh(

@@ -11,10 +11,10 @@ scores every tool against the labels and prints Markdown tables::
     /work/venv/bin/python bench/end_to_end.py --tools dlib mediapipe --limit 50
 
 Scoring: the labelled face is found when a detection contains the centre of the labelled
-landmarks' bounding box (``facekp.convert.match_detection``). The error of a face is the mean
-over keypoints of the distance to the label divided by the distance between the labelled outer
-eye corners (iBUG points 36 and 45), reported over all 15 keypoints and without the four brow
-ends, whose definitions differ between tools.
+landmarks' bounding box (``facekp.convert.match_detection``). The error of a face (NME) is the
+mean over keypoints of the distance to the label, divided by the distance between the labelled
+outer eye corners (iBUG points 36 and 45). It is reported over all 15 keypoints and also
+without the four brow ends, because tools define brow ends differently.
 """
 
 from __future__ import annotations
@@ -95,6 +95,7 @@ class ToolScore:
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+
     parser.add_argument(
         "--tools",
         nargs="+",
@@ -141,6 +142,7 @@ def parse_args() -> argparse.Namespace:
         default=None,
         help="CPU number to pin every tool to (default: the highest CPU this process may use)",
     )
+
     args = parser.parse_args()
     if args.limit is not None and args.limit < 1:
         parser.error(f"--limit must be at least 1, got {args.limit}")
@@ -289,7 +291,7 @@ def markdown_table(header: list[str], rows: list[list[str]]) -> str:
 
 
 def summary_table(scores: list[ToolScore]) -> str:
-    """One row per tool: detection, error over its own found faces, and time per photo."""
+    """Build the main table: per tool, detection, error over its own found faces and time."""
     header = [
         "tool", "photos", "labelled face found", "any face", "errors or missing",
         "NME mean", "NME median", "NME > 0.10",
@@ -318,7 +320,7 @@ def summary_table(scores: list[ToolScore]) -> str:
 
 
 def subset_table(scores: list[ToolScore], subset: np.ndarray) -> str:
-    """One row per tool: error over the photos in ``subset`` where that tool found the face."""
+    """Build a table of each tool's error over the ``subset`` photos where it found the face."""
     header = [
         "tool", "faces", "NME mean", "NME median", "NME > 0.10",
         "no-brow mean", "no-brow median", "no-brow > 0.10",
@@ -344,7 +346,7 @@ def error_cells(errors: np.ndarray, keypoint_indices: tuple[int, ...]) -> list[s
 
 
 def per_keypoint_table(scores: list[ToolScore], common: np.ndarray) -> str:
-    """Mean normalised error per keypoint on the photos where every tool found the face."""
+    """Build a table of mean normalised error per keypoint on the ``common`` photos."""
     columns: list[tuple[str, np.ndarray]] = []
     for score in scores:
         columns.append((score.tool, score.errors[common]))
@@ -363,7 +365,7 @@ def per_keypoint_table(scores: list[ToolScore], common: np.ndarray) -> str:
 
 
 def offset_table(scores: list[ToolScore], common: np.ndarray) -> str:
-    """Mean signed ``predicted - label`` difference on the common photos, without brow ends.
+    """Build a table of the mean signed ``predicted - label`` offset, without brow ends.
 
     A tool whose points sit systematically off the labels, for example by a different
     pixel-origin convention, shows a non-zero mean here.

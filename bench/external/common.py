@@ -37,7 +37,7 @@ log = logging.getLogger("bench.external")
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DATA_DIR = REPO_ROOT.parent / "shared" / "data" / "ytf68"
 
-# Variables that cap the thread pools of OpenMP, OpenBLAS, MKL, numexpr and TFLite-based code.
+# Variables that cap the thread pools of OpenMP, OpenBLAS, MKL and numexpr.
 THREAD_VARIABLES = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -96,6 +96,9 @@ def setup_logging() -> None:
 
 def pin_to_one_cpu(cpu: int | None) -> int:
     """Restrict this process to one CPU so that each tool is timed on a single core.
+
+    The thread variables do not reach every pool (MediaPipe's graph and OpenCV start their
+    own threads), so the CPU affinity is what keeps every tool on one core.
 
     Returns the CPU number used. Raises ``ValueError`` if ``cpu`` is not one the process may
     run on.

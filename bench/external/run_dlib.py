@@ -38,8 +38,8 @@ from PIL import Image  # noqa: E402
 sys.path.insert(0, str(REPO_ROOT))
 from facekp.keypoints import ibug68_to_kaggle  # noqa: E402
 
-# dlib's own face_landmark_detection.py example upsamples once so that faces smaller than the
-# detector's 80x80 window are found; ytf68 photos can be as small as 72 pixels a side.
+# dlib's python_examples/face_landmark_detection.py upsamples once, which lets the detector find
+# smaller faces. ytf68 photos can be as small as 72 pixels a side.
 UPSAMPLE = 1
 
 

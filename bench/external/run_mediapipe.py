@@ -7,8 +7,8 @@ Runs in ``bench/.venvs/mediapipe`` (see ``setup.sh``)::
 
 FaceMesh (the legacy ``mediapipe.solutions`` API of mediapipe 0.10.21, whose wheel ships the
 model files) runs its own BlazeFace detector, then the mesh model on each face. The mesh
-indices below pick the points that match the iBUG 300-W definitions behind the ytf68 labels;
-``bench/external/draw_mapping.py`` draws them on photos so the choice can be checked by eye.
+indices below pick the points that match the iBUG 300-W definitions behind the ytf68 labels.
+``bench/external/draw_mapping.py`` draws them on photos, so the choice can be checked by eye.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create the two virtual environments that the external end-to-end benchmark runs in:
 #   bench/.venvs/dlib       dlib's HOG face detector + 68-point shape predictor
-#   bench/.venvs/mediapipe  MediaPipe FaceMesh (0.10.21, the last wheel that ships its models)
+#   bench/.venvs/mediapipe  MediaPipe FaceMesh 0.10.21, whose wheel ships the model files
 # Each tool gets its own environment because MediaPipe 0.10.21 needs numpy<2 while the
 # project runs on numpy 2. All packages come from PyPI at the versions pinned in
 # requirements-dlib.txt and requirements-mediapipe.txt next to this script.

@@ -182,11 +182,9 @@ def read_run(run_dir: str | Path) -> RunInfo:
     path = Path(run_dir)
     run = _read_json(path / RUN_FILE)
     launch = _read_json(path / LAUNCH_FILE)
-    config = dict(run.get("config") or {}) if isinstance(run.get("config"), dict) else {}
-    for key, value in run.items():
-        if key not in ("config", "status", "pid", "error"):
-            config.setdefault(key, value)
-    for key, value in (launch.get("settings") or {}).items():
+    config = dict(run["config"]) if isinstance(run.get("config"), dict) else {}
+    launch_settings = launch.get("settings")
+    for key, value in (launch_settings if isinstance(launch_settings, dict) else {}).items():
         config.setdefault(key, value)
 
     pid = _as_int(run.get("pid")) or _as_int(launch.get("pid"))
@@ -341,12 +339,12 @@ def stop_run(run_dir: str | Path) -> None:
     log.info("sent SIGTERM to run %s (pid %d)", info.name, info.pid)
 
 
-def resume_run(run_dir: str | Path, epochs: int | None = None) -> RunInfo:
-    """Continue a stopped, failed or finished run from its ``last.pt``, in the background.
+def resume_run(run_dir: str | Path) -> RunInfo:
+    """Continue a stopped or failed run from its ``last.pt``, in the background.
 
-    ``epochs`` is the new total number of epochs; None keeps the run's own total.
-    Raises :class:`RunError` when the run is still active, has no checkpoint to resume from,
-    or was not started by this module (so its command line is unknown).
+    The trainer reads the run's settings from its ``run.json`` and continues to the epoch
+    total it was started with (``python -m facekp train --out RUN_DIR --resume``).
+    Raises :class:`RunError` when the run is still active or has no checkpoint to resume from.
     """
     info = read_run(run_dir)
     if info.is_active:
@@ -356,21 +354,9 @@ def resume_run(run_dir: str | Path, epochs: int | None = None) -> RunInfo:
             f"run {info.name} has no {LAST_CHECKPOINT} to resume from; start a new run instead"
         )
 
-    launch = _read_json(info.path / LAUNCH_FILE)
-    settings_record = launch.get("settings")
-    if not isinstance(settings_record, dict):
-        raise RunError(
-            f"run {info.name} has no readable {LAUNCH_FILE}, so its training options are "
-            "unknown; resume it with `python -m facekp train --resume` and its options"
-        )
-    settings = _settings_from_record(settings_record, info.name)
-    if epochs is not None:
-        settings = TrainSettings(**{**settings.__dict__, "epochs": int(epochs)})
-    _check_settings(settings)
-
     (info.path / STOP_FILE).unlink(missing_ok=True)
-    args = [*settings.command_args(), "--out", str(info.path.resolve()), "--resume"]
-    _launch(info.path, args, {**settings_record, "epochs": settings.epochs})
+    args = ["--out", str(info.path.resolve()), "--resume"]
+    _launch(info.path, args, {"resume": True})
     return read_run(info.path)
 
 
@@ -453,24 +439,6 @@ def _check_settings(settings: TrainSettings) -> None:
         raise RunError(f"batch size must be at least 1, got {settings.batch_size}")
     if not 0 <= settings.val_fraction < 1:
         raise RunError(f"validation fraction must be in [0, 1), got {settings.val_fraction}")
-
-
-def _settings_from_record(record: dict[str, Any], run_name: str) -> TrainSettings:
-    try:
-        return TrainSettings(
-            data=Path(record["data"]),
-            model=str(record["model"]),
-            epochs=int(record["epochs"]),
-            lr=float(record["lr"]),
-            batch_size=int(record["batch_size"]),
-            augment=bool(record["augment"]),
-            val_fraction=float(record["val_fraction"]),
-            seed=int(record["seed"]),
-        )
-    except (KeyError, TypeError, ValueError) as error:
-        raise RunError(
-            f"run {run_name} has an invalid {LAUNCH_FILE} ({error}); start a new run instead"
-        ) from error
 
 
 # -- status ----------------------------------------------------------------------------------

@@ -1,0 +1,29 @@
+"""The facekp Streamlit app: ``streamlit run app.py``.
+
+This file sets up logging, the page list and the sidebar's model picker that every page
+shares. Each page lives in ``pages/`` and only turns widgets into ``facekp`` calls.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import streamlit as st
+
+from pages import common
+
+st.set_page_config(page_title="facekp", page_icon=":material/face:", layout="wide")
+common.setup_logging()
+
+navigation = st.navigation(
+    [
+        st.Page("pages/predict.py", title="Predict", icon=":material/photo_camera:", default=True),
+        st.Page("pages/dataset.py", title="Dataset", icon=":material/grid_view:"),
+        st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
+        st.Page("pages/compare.py", title="Compare", icon=":material/compare:"),
+        st.Page("pages/gradcam.py", title="Grad-CAM", icon=":material/visibility:"),
+    ]
+)
+common.model_sidebar()
+logging.getLogger(__name__).debug("running page %s", navigation.title)
+navigation.run()

@@ -1,0 +1,128 @@
+"""Predict: keypoints for every face in uploaded, camera or sample photos."""
+
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from facekp import viz
+from facekp.imageio import read_rgb
+from facekp.keypoints import KEYPOINT_NAMES
+from facekp.predict import PhotoResult, predict_photo, results_to_json
+from pages import common
+
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "facekp" / "assets" / "samples"
+IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
+
+
+@st.cache_data(max_entries=64, show_spinner="Finding faces...")
+def predict_cached(data: bytes, name: str, model_path: str, model_mtime_ns: int) -> PhotoResult:
+    """Predict one photo's keypoints, once per (photo bytes, name, checkpoint version)."""
+    del model_mtime_ns  # Part of the cache key only.
+    model = common.load_model_cached(Path(model_path))
+    return predict_photo(data, model, name=name)
+
+
+def sample_photos() -> list[Path]:
+    return sorted(p for p in SAMPLES_DIR.glob("*") if p.suffix.lower() in (".jpg", ".png"))
+
+
+def keypoint_table(result: PhotoResult) -> pd.DataFrame:
+    """One row per face and keypoint, in photo pixels."""
+    rows = []
+    for index, face in enumerate(result.faces):
+        for name, (x, y) in zip(KEYPOINT_NAMES, face.keypoints.tolist()):
+            rows.append({"face": index, "keypoint": name, "x": round(x, 2), "y": round(y, 2)})
+    return pd.DataFrame(rows, columns=["face", "keypoint", "x", "y"])
+
+
+def png_bytes(image) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(image).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def show_result(result: PhotoResult, data: bytes, model_name: str, index: int) -> None:
+    """Show one photo: the drawing, the keypoint table and the three downloads."""
+    st.subheader(result.path)
+    if not result.ok:
+        st.error(f"{result.path}: {result.error}")
+        return
+
+    annotated = viz.draw_photo_result(read_rgb(data).pixels, result, labels=False)
+    table = keypoint_table(result)
+    columns = st.columns([3, 2])
+    columns[0].image(
+        annotated,
+        caption=f"{len(result.faces)} face(s), predicted keypoints in blue",
+        width="stretch",
+    )
+    with columns[1]:
+        st.dataframe(table, hide_index=True, height=320, width="stretch")
+        stem = Path(result.path).stem or "photo"
+        document = json.dumps(results_to_json([result], model_name), indent=2)
+        st.download_button(
+            "Download CSV", table.to_csv(index=False), f"{stem}_keypoints.csv", "text/csv",
+            key=f"csv_{index}",
+        )
+        st.download_button(
+            "Download JSON", document, f"{stem}_keypoints.json", "application/json",
+            key=f"json_{index}",
+        )
+        st.download_button(
+            "Download annotated PNG", png_bytes(annotated), f"{stem}_keypoints.png", "image/png",
+            key=f"png_{index}",
+        )
+
+
+st.title("Predict facial keypoints")
+st.caption(
+    "Every face the detector finds is cropped to 96x96 gray, the model predicts 15 keypoints, "
+    "and they are mapped back onto the photo."
+)
+model = common.selected_model()
+
+uploads = st.file_uploader(
+    "Photos", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_uploads"
+)
+with st.expander("Take a photo with the camera"):
+    camera = st.camera_input("Camera", key="predict_camera", label_visibility="collapsed")
+samples = st.multiselect(
+    "Sample photos",
+    [path.name for path in sample_photos()],
+    default=[path.name for path in sample_photos()[:1]],
+    help="Photos that ship with facekp (public domain); see facekp/assets/samples/README.md",
+    key="predict_samples",
+)
+
+# Each photo is (label, bytes). Labels only name results and files to download; no photo is
+# ever written to a path made from its name.
+photos: list[tuple[str, bytes]] = [(upload.name, upload.getvalue()) for upload in uploads or []]
+if camera is not None:
+    photos.append(("camera.jpg", camera.getvalue()))
+photos += [(name, (SAMPLES_DIR / name).read_bytes()) for name in samples]
+
+if not photos:
+    st.info("Upload a photo, take one with the camera, or pick a sample photo.")
+    st.stop()
+
+checkpoint = model.path or Path()
+mtime_ns = checkpoint.stat().st_mtime_ns if checkpoint.is_file() else 0
+results = [predict_cached(data, name, str(checkpoint), mtime_ns) for name, data in photos]
+
+good = [result for result in results if result.ok]
+if len(photos) > 1:
+    st.download_button(
+        f"Download JSON of all {len(photos)} photos",
+        json.dumps(results_to_json(results, model.name), indent=2),
+        "keypoints.json",
+        "application/json",
+        key="json_all",
+    )
+for index, (result, (_, data)) in enumerate(zip(results, photos)):
+    show_result(result, data, model.name, index)

@@ -1,0 +1,172 @@
+"""Train: start ``python -m facekp train`` in the background, watch it, stop or resume it.
+
+Runs live on disk under the runs folder, so every browser session sees the same runs, and a
+run keeps going when its tab closes or the page changes.
+"""
+
+from __future__ import annotations
+
+import altair as alt
+import pandas as pd
+import streamlit as st
+
+from facekp import runs
+from facekp.models import MODELS
+from pages import common
+
+REFRESH_SECONDS = 2.0
+SELECTED_RUN_KEY = "train_selected_run"
+
+st.title("Train")
+
+
+def start_form() -> None:
+    """Collect the training options and start a run when the form is submitted."""
+    data_path = common.dataset_picker("train_data")
+    with st.form("train_form"):
+        columns = st.columns(3)
+        model = columns[0].selectbox("Model", sorted(MODELS), key="train_model")
+        epochs = columns[1].number_input("Epochs", 1, 10_000, 10, key="train_epochs")
+        lr = columns[2].number_input(
+            "Learning rate", 1e-6, 1.0, 1e-3, format="%.6f", key="train_lr"
+        )
+        batch_size = columns[0].number_input("Batch size", 1, 4096, 64, key="train_batch_size")
+        val_fraction = columns[1].slider(
+            "Validation split", 0.0, 0.5, 0.1, 0.05, key="train_val_fraction",
+            help="Share of the faces held out to measure validation RMSE",
+        )
+        augment = columns[2].checkbox("Augmentation", True, key="train_augment")
+        submitted = st.form_submit_button("Start training", type="primary")
+
+    if not submitted:
+        return
+    if data_path is None:
+        st.error("Choose a data set above before starting a run.")
+        return
+
+    settings = runs.TrainSettings(
+        data=data_path,
+        model=model,
+        epochs=int(epochs),
+        lr=float(lr),
+        batch_size=int(batch_size),
+        augment=bool(augment),
+        val_fraction=float(val_fraction),
+    )
+    try:
+        run = runs.start_run(settings)
+    except runs.RunError as error:
+        st.error(str(error))
+        return
+    st.session_state[SELECTED_RUN_KEY] = run.name
+    st.success(f"Started run {run.name}.")
+
+
+def loss_chart(run: runs.RunInfo) -> alt.Chart | None:
+    """Build the train and validation RMSE curve of a run, or None before its first epoch."""
+    rows = []
+    for record in run.metrics:
+        for column, label in (("train_rmse", "train"), ("val_rmse", "validation")):
+            value = record.get(column)
+            if isinstance(value, (int, float)) and "epoch" in record:
+                rows.append({"epoch": record["epoch"], "RMSE (px)": value, "split": label})
+    if not rows:
+        return None
+    frame = pd.DataFrame(rows)
+    return (
+        alt.Chart(frame, title=f"Loss of {run.name}")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("RMSE (px):Q", title="RMSE (px of the 96x96 face)"),
+            color=alt.Color("split:N", title=None),
+            tooltip=["epoch", "split", alt.Tooltip("RMSE (px):Q", format=".3f")],
+        )
+    )
+
+
+def progress_text(run: runs.RunInfo) -> str:
+    progress = run.progress or {}
+    epoch, epochs = progress.get("epoch", "?"), progress.get("epochs", run.config.get("epochs", "?"))
+    text = f"{run.status}: epoch {epoch} of {epochs}"
+    if progress.get("batches"):
+        text += f", batch {progress.get('batch', 0)} of {progress['batches']}"
+    left = runs.time_left_seconds(run.progress)
+    if run.is_active and left is not None:
+        minutes, seconds = divmod(int(round(left)), 60)
+        text += f", about {minutes} min {seconds:02d} s left"
+    return text
+
+
+def run_controls(run: runs.RunInfo) -> None:
+    """Show Stop for an active run and Resume for a stopped or failed one with a checkpoint."""
+    if run.is_active:
+        if st.button("Stop", key=f"stop_{run.name}", help="Saves a checkpoint, then stops"):
+            runs.stop_run(run.path)
+            st.toast(f"Asked run {run.name} to stop after saving.")
+        return
+    if run.status not in ("stopped", "failed") or run.last_checkpoint is None:
+        return
+    if st.button("Resume", key=f"resume_{run.name}", help="Continue from last.pt"):
+        try:
+            runs.resume_run(run.path)
+        except runs.RunError as error:
+            st.error(str(error))
+        else:
+            st.toast(f"Resumed run {run.name}.")
+
+
+@st.fragment(run_every=REFRESH_SECONDS)
+def live_view() -> None:
+    """Redraw the chosen run's progress, loss curve and controls every few seconds."""
+    all_runs = runs.list_runs()
+    if not all_runs:
+        st.info(f"No runs yet under {runs.runs_dir()}. Start one above.")
+        return
+
+    names = [run.name for run in all_runs]
+    if st.session_state.get(SELECTED_RUN_KEY) not in names:
+        active = [run.name for run in all_runs if run.is_active]
+        st.session_state[SELECTED_RUN_KEY] = active[0] if active else names[0]
+    name = st.selectbox("Run", names, key=SELECTED_RUN_KEY)
+    run = next(run for run in all_runs if run.name == name)
+
+    st.progress(runs.fraction_done(run.progress), text=progress_text(run))
+    if run.status == "failed" and run.error:
+        st.error(f"Run {run.name} failed: {run.error}")
+    elif run.status == "stopped":
+        st.warning(f"Run {run.name} was stopped; resume it to continue from its last checkpoint.")
+    elif run.status == "finished":
+        st.success(f"Run {run.name} finished. Pick its checkpoint in the sidebar to use it.")
+
+    chart = loss_chart(run)
+    if chart is None:
+        st.caption("The loss curve appears after the first epoch.")
+    else:
+        st.altair_chart(chart, width="stretch")
+    run_controls(run)
+
+
+def past_runs_table() -> None:
+    rows = []
+    for run in runs.list_runs():
+        best = run.best_val_rmse
+        rows.append({
+            "run": run.name,
+            "model": run.model_name,
+            "status": run.status,
+            "epochs done": len(run.metrics),
+            "best val RMSE (px)": round(best, 3) if best is not None else None,
+            "checkpoint": str(run.best_checkpoint or run.last_checkpoint or ""),
+        })
+    if rows:
+        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+
+
+st.subheader("New run")
+start_form()
+
+st.subheader("Runs")
+live_view()
+st.subheader("All runs")
+past_runs_table()

@@ -74,7 +74,8 @@ class ToolScore:
     ``errors`` is ``(N, 15)`` normalised per-keypoint error, NaN where the labelled face was
     not found, and ``offsets`` ``(N, 15, 2)`` the normalised signed ``predicted - label``
     difference. ``eye_distance`` ``(N,)`` is the labelled outer-eye-corner distance in
-    pixels. ``seconds`` is decoding plus finding the keypoints, per photo. ``failed`` marks
+    pixels. ``seconds`` is the wall-clock time of decoding plus finding the keypoints, per
+    photo, and ``cpu_seconds`` the process's CPU time for the same work. ``failed`` marks
     photos that the tool could not process or that are missing from its JSON.
     ``alternatives`` maps a reading like ``"iris_centre"`` to an ``(N, 15)`` error array in
     which only that reading's keypoints are filled in.
@@ -89,6 +90,7 @@ class ToolScore:
     offsets: np.ndarray
     eye_distance: np.ndarray
     seconds: np.ndarray
+    cpu_seconds: np.ndarray
     decode_seconds: np.ndarray
     alternatives: dict[str, np.ndarray] = field(default_factory=dict)
 
@@ -218,6 +220,7 @@ def score_tool(
     errors = np.full((count, len(KEYPOINT_NAMES)), np.nan)
     offsets = np.full((count, len(KEYPOINT_NAMES), 2), np.nan)
     seconds = np.full(count, np.nan)
+    cpu_seconds = np.full(count, np.nan)
     decode_seconds = np.full(count, np.nan)
     alternatives: dict[str, np.ndarray] = {}
 
@@ -228,6 +231,9 @@ def score_tool(
             continue
         # facekp decodes inside its timed step, so the sum is the comparable time.
         seconds[row] = photo["decode_seconds"] + photo["seconds"]
+        cpu_seconds[row] = photo.get("decode_cpu_seconds", np.nan) + photo.get(
+            "cpu_seconds", np.nan
+        )
         decode_seconds[row] = photo["decode_seconds"]
         faces = photo["faces"]
         any_face[row] = bool(faces)
@@ -261,6 +267,7 @@ def score_tool(
         offsets=offsets,
         eye_distance=eye_distance,
         seconds=seconds,
+        cpu_seconds=cpu_seconds,
         decode_seconds=decode_seconds,
         alternatives=alternatives,
     )
@@ -296,12 +303,13 @@ def summary_table(scores: list[ToolScore]) -> str:
         "tool", "photos", "labelled face found", "any face", "errors or missing",
         "NME mean", "NME median", "NME > 0.10",
         "no-brow mean", "no-brow median", "no-brow > 0.10",
-        "time median ms", "time p90 ms", "decode median ms", "init s",
+        "time median ms", "time p90 ms", "CPU time median ms", "decode median ms", "init s",
     ]
     rows = []
     for score in scores:
         found_errors = score.errors[score.found]
         times = score.seconds[~np.isnan(score.seconds)] * 1000
+        cpu_times = score.cpu_seconds[~np.isnan(score.cpu_seconds)] * 1000
         decode = score.decode_seconds[~np.isnan(score.decode_seconds)] * 1000
         rows.append([
             score.tool,
@@ -313,6 +321,7 @@ def summary_table(scores: list[ToolScore]) -> str:
             *error_cells(found_errors, NO_BROW_KEYPOINTS),
             f"{np.median(times):.1f}" if times.size else "-",
             f"{np.percentile(times, 90):.1f}" if times.size else "-",
+            f"{np.median(cpu_times):.1f}" if cpu_times.size else "-",
             f"{np.median(decode):.2f}" if decode.size else "-",
             f"{score.document.get('init_seconds', float('nan')):.2f}",
         ])

@@ -70,31 +70,34 @@ class RunError(FacekpError):
 class TrainSettings:
     """The options of ``python -m facekp train`` that a run is started with.
 
-    ``data`` is a Kaggle-format ``training.csv`` on this machine; ``lr`` is the learning rate;
-    ``val_fraction`` is the share of faces held out for validation (0 to 1).
+    ``data`` is a Kaggle-format ``training.csv`` on this machine, ``lr`` the peak learning
+    rate and ``val_fraction`` the share of people held out for validation (0 to 1). An option
+    left at None is not passed, so the trainer's own default applies.
     """
 
     data: Path
     model: str
     epochs: int
-    lr: float = 1e-3
-    batch_size: int = 64
-    augment: bool = True
-    val_fraction: float = 0.1
-    seed: int = 0
+    lr: float | None = None
+    batch_size: int | None = None
+    augment: bool | None = None
+    val_fraction: float | None = None
+    seed: int | None = None
 
     def command_args(self) -> list[str]:
         """Return the ``train`` subcommand's options for these settings, without ``--out``."""
-        return [
-            "--data", str(self.data),
-            "--model", self.model,
-            "--epochs", str(self.epochs),
-            "--lr", repr(float(self.lr)),
-            "--batch-size", str(self.batch_size),
-            "--augment" if self.augment else "--no-augment",
-            "--val-fraction", repr(float(self.val_fraction)),
-            "--seed", str(self.seed),
-        ]
+        args = ["--data", str(self.data), "--model", self.model, "--epochs", str(self.epochs)]
+        if self.lr is not None:
+            args += ["--lr", repr(float(self.lr))]
+        if self.batch_size is not None:
+            args += ["--batch-size", str(self.batch_size)]
+        if self.augment is not None:
+            args.append("--augment" if self.augment else "--no-augment")
+        if self.val_fraction is not None:
+            args += ["--val-fraction", repr(float(self.val_fraction))]
+        if self.seed is not None:
+            args += ["--seed", str(self.seed)]
+        return args
 
 
 @dataclass
@@ -433,11 +436,11 @@ def _check_settings(settings: TrainSettings) -> None:
         raise RunError(f"training data {settings.data} not found; choose an existing CSV file")
     if not 1 <= settings.epochs <= 100_000:
         raise RunError(f"epochs must be between 1 and 100000, got {settings.epochs}")
-    if not 0 < settings.lr < 10:
+    if settings.lr is not None and not 0 < settings.lr < 10:
         raise RunError(f"learning rate must be above 0 and below 10, got {settings.lr}")
-    if not 1 <= settings.batch_size <= 100_000:
-        raise RunError(f"batch size must be at least 1, got {settings.batch_size}")
-    if not 0 <= settings.val_fraction < 1:
+    if settings.batch_size is not None and not 1 <= settings.batch_size <= 100_000:
+        raise RunError(f"batch size must be between 1 and 100000, got {settings.batch_size}")
+    if settings.val_fraction is not None and not 0 <= settings.val_fraction < 1:
         raise RunError(f"validation fraction must be in [0, 1), got {settings.val_fraction}")
 
 

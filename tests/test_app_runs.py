@@ -158,3 +158,74 @@ def test_resume_rejects_run_without_checkpoint(tmp_path: Path) -> None:
 
     with pytest.raises(runs.RunError, match="last.pt"):
         runs.resume_run(tmp_path / "r")
+
+
+# -- with the real trainer -------------------------------------------------------------------
+
+RUN_TIMEOUT_SECONDS = 180
+
+
+def wait_for(run_dir: Path, condition, what: str) -> runs.RunInfo:
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+    while time.monotonic() < deadline:
+        info = runs.read_run(run_dir)
+        if condition(info):
+            return info
+        time.sleep(0.25)
+    info = runs.read_run(run_dir)
+    raise AssertionError(f"run {info.name} never {what}; status {info.status}\n{info.log_tail()}")
+
+
+@pytest.fixture(scope="module")
+def small_csv(real_faces, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from facekp.data import write_training_csv
+
+    return write_training_csv(tmp_path_factory.mktemp("data") / "small.csv", real_faces)
+
+
+@pytest.mark.slow
+def test_two_runs_at_once_finish(small_csv: Path, tmp_path: Path) -> None:
+    settings = runs.TrainSettings(
+        data=small_csv, model="sezannet", epochs=1, batch_size=16, val_fraction=0.2
+    )
+    first = runs.start_run(settings, root=tmp_path)
+    second = runs.start_run(settings, root=tmp_path)
+
+    assert first.name != second.name
+    assert first.status in ("starting", "running")
+    assert second.status in ("starting", "running")
+    for started in (first, second):
+        info = wait_for(started.path, lambda run: not run.is_active, "ended")
+        assert info.status == "finished", info.error
+        assert [m["epoch"] for m in info.metrics] == [1]
+        assert info.best_val_rmse is not None
+        assert info.best_checkpoint is not None
+        assert (info.path / runs.LOG_FILE).stat().st_size > 0
+    assert {run.name for run in runs.list_runs(tmp_path)} == {first.name, second.name}
+
+
+@pytest.mark.slow
+def test_stop_then_resume_run(small_csv: Path, tmp_path: Path) -> None:
+    # Many epochs, so the run is still going when it is stopped.
+    settings = runs.TrainSettings(data=small_csv, model="sezannet", epochs=500, batch_size=16)
+    run = runs.start_run(settings, root=tmp_path)
+    wait_for(run.path, lambda info: len(info.metrics) >= 1, "finished an epoch")
+
+    runs.stop_run(run.path)
+    stopped = wait_for(run.path, lambda info: not info.is_active, "stopped")
+    epochs_before = len(stopped.metrics)
+
+    assert stopped.status == "stopped"
+    assert stopped.last_checkpoint is not None
+    assert epochs_before < 500
+
+    resumed = runs.resume_run(run.path)
+    assert resumed.is_active
+    running = wait_for(
+        run.path, lambda info: len(info.metrics) > epochs_before, "continued after resuming"
+    )
+    assert running.pid != stopped.pid
+    runs.stop_run(run.path)
+    final = wait_for(run.path, lambda info: not info.is_active, "stopped again")
+    assert final.status == "stopped"
+    assert final.config.get("epochs") == 500

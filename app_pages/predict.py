@@ -14,7 +14,7 @@ from facekp import viz
 from facekp.imageio import read_rgb
 from facekp.keypoints import KEYPOINT_NAMES
 from facekp.predict import PhotoResult, predict_photo, results_to_json
-from pages import common
+from app_pages import common
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "facekp" / "assets" / "samples"
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]

@@ -12,7 +12,7 @@ from facekp import gradcam, viz
 from facekp.checkpoint import KeypointModel
 from facekp.keypoints import KEYPOINT_NAMES
 from facekp.predict import predict_photo
-from pages import common
+from app_pages import common
 
 ZOOM = 4  # The 96x96 face is shown at 384x384.
 SIGNS = {"+ (right / down)": 1, "- (left / up)": -1}

@@ -13,7 +13,7 @@ import streamlit as st
 from facekp import viz
 from facekp.data import DataSummary, KeypointSet, summarize_keypoint_set
 from facekp.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
-from pages import common
+from app_pages import common
 
 GRID_COLUMNS = 6
 GRID_ROWS = 4

@@ -24,7 +24,8 @@ from facekp.errors import FacekpError
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = REPO_ROOT / "data"
+# Converted data sets and saved uploads; FACEKP_DATA_DIR names another folder.
+DATA_DIR = Path(os.environ.get("FACEKP_DATA_DIR") or REPO_ROOT / "data")
 UPLOADS_DIR = DATA_DIR / "uploads"
 SHIPPED_LABEL = "Shipped model"
 # The chosen model's label. Streamlit drops a widget's own state when the page changes, so
@@ -48,8 +49,8 @@ def setup_logging() -> None:
     handler._facekp_app = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    logging.getLogger("pages").addHandler(handler)
-    logging.getLogger("pages").setLevel(logging.INFO)
+    logging.getLogger("app_pages").addHandler(handler)
+    logging.getLogger("app_pages").setLevel(logging.INFO)
 
 
 # -- models ----------------------------------------------------------------------------------

@@ -13,7 +13,7 @@ from facekp import viz
 from facekp.data import KeypointSet, split_indices
 from facekp.errors import FacekpError
 from facekp.evaluate import EvaluationResult, evaluate
-from pages import common
+from app_pages import common
 
 GRID_COLUMNS = 6
 WORST_PER_PAGE = 18

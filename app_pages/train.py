@@ -12,9 +12,12 @@ import streamlit as st
 
 from facekp import runs
 from facekp.models import MODELS
-from pages import common
+from facekp.train import TrainConfig
+from app_pages import common
 
 REFRESH_SECONDS = 2.0
+# The form starts at the trainer's own defaults (the fields of facekp.train.TrainConfig).
+DEFAULTS = TrainConfig(data="", out="")
 SELECTED_RUN_KEY = "train_selected_run"
 
 st.title("Train")
@@ -25,17 +28,23 @@ def start_form() -> None:
     data_path = common.dataset_picker("train_data")
     with st.form("train_form"):
         columns = st.columns(3)
-        model = columns[0].selectbox("Model", sorted(MODELS), key="train_model")
-        epochs = columns[1].number_input("Epochs", 1, 10_000, 10, key="train_epochs")
+        models = sorted(MODELS)
+        model = columns[0].selectbox(
+            "Model", models, index=models.index(DEFAULTS.model), key="train_model"
+        )
+        epochs = columns[1].number_input("Epochs", 1, 10_000, DEFAULTS.epochs, key="train_epochs")
         lr = columns[2].number_input(
-            "Learning rate", 1e-6, 1.0, 1e-3, format="%.6f", key="train_lr"
+            "Learning rate (peak)", 1e-6, 1.0, DEFAULTS.lr, format="%.6f", key="train_lr"
         )
-        batch_size = columns[0].number_input("Batch size", 1, 4096, 64, key="train_batch_size")
+        batch_size = columns[0].number_input(
+            "Batch size", 1, 4096, DEFAULTS.batch_size, key="train_batch_size"
+        )
         val_fraction = columns[1].slider(
-            "Validation split", 0.0, 0.5, 0.1, 0.05, key="train_val_fraction",
-            help="Share of the faces held out to measure validation RMSE",
+            "Validation split", 0.0, 0.5, DEFAULTS.val_fraction, 0.05, key="train_val_fraction",
+            help="Share of the people held out to measure validation RMSE",
         )
-        augment = columns[2].checkbox("Augmentation", True, key="train_augment")
+        augment = columns[2].checkbox("Augmentation", DEFAULTS.augment, key="train_augment",
+                                      help="Random flips, rotations, shifts and brightness")
         submitted = st.form_submit_button("Start training", type="primary")
 
     if not submitted:

@@ -5,11 +5,17 @@ orientation), with pixel centres at integers; boxes are ``(x, y, w, h)`` with ed
 ``x`` and ``x + w``, as the detector returns them.
 
 Photos that are already a face crop. A Kaggle image is a 96x96 face with hardly any
-background, where the detector often finds nothing. When the detector finds no face in a
-photo whose sides are both at most :data:`WHOLE_IMAGE_MAX_SIDE` pixels and whose aspect
-ratio is at most :data:`WHOLE_IMAGE_MAX_ASPECT`, the whole photo is taken as the face crop
-and resized to 96x96. Such faces have ``found_by == "whole image"`` and no score.
-``whole_image=True`` forces this for any photo and ``whole_image=False`` turns it off.
+background. The detector then finds nothing, or a box that fills most of the image and is
+framed tighter than the crop (about 83 px on the 96x96 crops this package makes), so
+cropping around it would enlarge the face. A photo counts as a face crop when both sides
+are at most :data:`WHOLE_IMAGE_MAX_SIDE` pixels, its aspect ratio is at most
+:data:`WHOLE_IMAGE_MAX_ASPECT`, and the detector finds no face or its best box is at least
+:data:`WHOLE_IMAGE_MIN_FILL` of the shorter side. The whole photo is then resized to 96x96
+as the face, with ``found_by == "whole image"`` and no score. ``whole_image=True`` forces
+this for any photo and ``whole_image=False`` turns it off.
+
+Faces come best first (highest detector score); of two detections that overlap by more
+than :data:`MAX_BOX_OVERLAP` intersection over union, only the better one is kept.
 """
 
 from __future__ import annotations
@@ -22,7 +28,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from facekp.crop import DEFAULT_FRAMING, FaceCrop, Framing, crop_face
-from facekp.detect import MAX_DETECTION_SIDE, FaceDetector, default_detector, find_faces
+from facekp.detect import (
+    MAX_DETECTION_SIDE,
+    Detection,
+    FaceDetector,
+    default_detector,
+    find_faces,
+)
 from facekp.errors import FacekpError
 from facekp.imageio import ImageSource, read_gray, source_name
 from facekp.keypoints import KEYPOINT_NAMES
@@ -36,7 +48,13 @@ FOUND_BY_WHOLE_IMAGE = "whole image"
 # to square. 160 px covers the common crop sizes (96, 112, 128, 150); bigger photos without a
 # detected face get the "no face found" error instead of keypoints on a guessed face.
 WHOLE_IMAGE_MAX_SIDE = 160
-WHOLE_IMAGE_MAX_ASPECT = 1.25
+WHOLE_IMAGE_MAX_ASPECT = 1.1
+WHOLE_IMAGE_MIN_FILL = 0.75
+
+# Two detections that overlap by more than this intersection over union are one face: the
+# Haar cascade sometimes adds a second box on the forehead. Distinct faces in a photo
+# rarely overlap at all.
+MAX_BOX_OVERLAP = 0.3
 
 # The whole image maps onto the 96x96 crop unchanged: no margin and no shift.
 _WHOLE_IMAGE_FRAMING = Framing(scale=1.0, shift_x=0.0, shift_y=0.0)
@@ -145,11 +163,13 @@ def predict_photo(
     if keypoint_model is None:
         keypoint_model = _load_default_model()
     try:
-        return _predict_one(source, label, keypoint_model, detector, whole_image)
+        result = _predict_one(source, label, keypoint_model, detector, whole_image)
     except FacekpError as error:
-        log.info("%s: %s", label, error)
         message = _without_prefix(str(error), source_name(source))
-        return PhotoResult(path=label, width=None, height=None, error=message)
+        result = PhotoResult(path=label, width=None, height=None, error=message)
+    if result.error is not None:
+        log.info("%s: %s", label, result.error)
+    return result
 
 
 def predict_photos(
@@ -204,9 +224,10 @@ def _predict_one(
     if whole_image:
         regions = [_whole_image_region(width, height)]
     else:
-        regions = [(d.box, d.score, FOUND_BY_DETECTOR) for d in find_faces(gray, detector)]
-        if not regions and whole_image is None and _looks_like_face_crop(width, height):
-            log.debug("%s: no face detected in a %dx%d image; using it whole", label, width, height)
+        detections = _drop_overlapping(find_faces(gray, detector))
+        regions = [(d.box, d.score, FOUND_BY_DETECTOR) for d in detections]
+        if whole_image is None and _is_face_crop(width, height, detections):
+            log.debug("%s: the %dx%d image is taken as one face crop", label, width, height)
             regions = [_whole_image_region(width, height)]
     if not regions:
         return PhotoResult(
@@ -244,13 +265,37 @@ def _predict_one(
     return PhotoResult(path=label, width=width, height=height, faces=faces)
 
 
+def _drop_overlapping(detections: list[Detection]) -> list[Detection]:
+    """Keep detections best first, dropping each that overlaps a kept one too much."""
+    kept: list[Detection] = []
+    for detection in sorted(detections, key=lambda d: d.score, reverse=True):
+        if all(_overlap(detection.box, other.box) <= MAX_BOX_OVERLAP for other in kept):
+            kept.append(detection)
+    return kept
+
+
+def _overlap(a: tuple[float, ...], b: tuple[float, ...]) -> float:
+    """Return the intersection over union of two ``(x, y, w, h)`` boxes."""
+    width = min(a[0] + a[2], b[0] + b[2]) - max(a[0], b[0])
+    height = min(a[1] + a[3], b[1] + b[3]) - max(a[1], b[1])
+    if width <= 0 or height <= 0:
+        return 0.0
+    intersection = width * height
+    return intersection / (a[2] * a[3] + b[2] * b[3] - intersection)
+
+
 def _whole_image_region(width: int, height: int) -> tuple[tuple[float, ...], None, str]:
     return (0.0, 0.0, float(width), float(height)), None, FOUND_BY_WHOLE_IMAGE
 
 
-def _looks_like_face_crop(width: int, height: int) -> bool:
+def _is_face_crop(width: int, height: int, detections: list[Detection]) -> bool:
+    """Apply the face-crop rule of the module docstring to a photo and its detections."""
     aspect = max(width, height) / min(width, height)
-    return max(width, height) <= WHOLE_IMAGE_MAX_SIDE and aspect <= WHOLE_IMAGE_MAX_ASPECT
+    if max(width, height) > WHOLE_IMAGE_MAX_SIDE or aspect > WHOLE_IMAGE_MAX_ASPECT:
+        return False
+    if not detections:
+        return True
+    return detections[0].box[2] >= WHOLE_IMAGE_MIN_FILL * min(width, height)
 
 
 def _no_face_message(detector: FaceDetector, width: int, height: int) -> str:

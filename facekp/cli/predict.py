@@ -50,8 +50,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--whole-image",
         choices=tuple(WHOLE_IMAGE_CHOICES),
         default="auto",
-        help="treat each photo as one face crop: 'auto' (default) does so only when no face is "
-        "detected in a small, near-square image such as a 96x96 Kaggle face",
+        help="treat each photo as one face crop: 'auto' (default) does so only for a small, "
+        "near-square image in which the detector finds no face or one that fills most of it, "
+        "such as a 96x96 Kaggle face",
     )
     parser.add_argument(
         "--labels", action="store_true", help="number the keypoints in --out-dir drawings"

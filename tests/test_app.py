@@ -1,0 +1,197 @@
+"""Every page of the Streamlit app under AppTest, with the shipped model and real faces."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from streamlit.testing.v1 import AppTest
+
+from facekp import gradcam, runs
+from facekp.checkpoint import load_model, shipped_model_path
+from facekp.data import write_training_csv
+from facekp.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+
+REPO = Path(__file__).resolve().parents[1]
+TIMEOUT = 120  # Seconds for one script run on two shared cores.
+PATH_SOURCE = "A path on this server"
+TRAIN_SECONDS = 180
+
+
+@pytest.fixture
+def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Empty runs and data folders for the app, so tests never see each other's files."""
+    monkeypatch.setenv(runs.RUNS_DIR_ENV, str(tmp_path / "runs"))
+    monkeypatch.setenv("FACEKP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.chdir(REPO)
+    return tmp_path
+
+
+@pytest.fixture(scope="module")
+def faces_csv(real_faces, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_training_csv(tmp_path_factory.mktemp("faces") / "faces.csv", real_faces)
+
+
+def start_app(page: str | None = None) -> AppTest:
+    app = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
+    assert not app.exception, app.exception
+    if page is not None:
+        app.switch_page(f"app_pages/{page}.py").run()
+        assert not app.exception, app.exception
+    return app
+
+
+def choose_csv(app: AppTest, csv_path: Path, picker: str) -> AppTest:
+    """Pick "a path on this server" in the data set picker ``picker`` and type ``csv_path``."""
+    app.radio(key=f"{picker}_source").set_value(PATH_SOURCE).run()
+    app.text_input(key=f"{picker}_path").set_value(str(csv_path)).run()
+    assert not app.exception, app.exception
+    return app
+
+
+def elements(app: AppTest, kind: str) -> list:
+    return list(app.get(kind))
+
+
+def model_fingerprint(model: torch.nn.Module) -> str:
+    digest = hashlib.sha256()
+    for name, tensor in model.state_dict().items():
+        digest.update(name.encode())
+        digest.update(tensor.detach().cpu().numpy().tobytes())
+    return digest.hexdigest()
+
+
+def test_predict_sample_photo(app_env: Path) -> None:
+    app = start_app()
+
+    assert not app.error
+    assert app.title[0].value == "Predict facial keypoints"
+    table = app.dataframe[0].value
+    assert list(table.columns) == ["face", "keypoint", "x", "y"]
+    assert len(table) % NUM_KEYPOINTS == 0
+    assert len(table) >= NUM_KEYPOINTS
+    assert np.isfinite(table[["x", "y"]].to_numpy(float)).all()
+    labels = [button.proto.label for button in elements(app, "download_button")]
+    assert labels == ["Download CSV", "Download JSON", "Download annotated PNG"]
+    assert len(elements(app, "image")) == 1
+
+
+def test_predict_bad_file_beside_good(app_env: Path, ytf68: Path) -> None:
+    photo = ytf68 / "test" / "Richard_Paul_Evans_21.jpg"
+    app = start_app()
+    app.multiselect[0].set_value([])
+    app.file_uploader[0].set_value(
+        [
+            ("face.jpg", photo.read_bytes(), "image/jpeg"),
+            ("../../etc/broken.jpg", b"not an image at all", "image/jpeg"),
+        ]
+    )
+    app.run()
+
+    assert not app.exception, app.exception
+    assert len(app.error) == 1
+    assert "broken.jpg" in app.error[0].value
+    assert len(app.dataframe) == 1
+    assert len(app.dataframe[0].value) == NUM_KEYPOINTS
+    assert not (REPO.parent / "etc" / "broken.jpg").exists()
+
+
+def test_dataset_page_browses_faces(app_env: Path, faces_csv: Path, real_faces) -> None:
+    app = choose_csv(start_app("dataset"), faces_csv, "dataset")
+
+    assert not app.error
+    assert app.metric[0].value == str(len(real_faces))
+    assert len(elements(app, "image")) >= 24  # A full page of the grid, the zoom, the mean.
+    assert len(elements(app, "vega_lite_chart")) == 1
+    mean_table = app.dataframe[-1].value
+    assert list(mean_table["keypoint"]) == list(KEYPOINT_NAMES)
+    assert np.isfinite(mean_table[["mean x", "mean y", "std x", "std y"]].to_numpy(float)).all()
+
+    # Every real face has all 15 keypoints, so a filter of 0 to 3 leaves none.
+    app.slider[0].set_value((0, 3)).run()
+    assert not app.exception, app.exception
+    assert f"0 of {len(real_faces)} faces" in app.caption[0].value
+
+
+def test_dataset_page_rejects_bad_csv(app_env: Path) -> None:
+    bad = app_env / "bad.csv"
+    bad.write_text("left_eye_center_x,Image\n1.0,1 2 3\n")
+    app = choose_csv(start_app("dataset"), bad, "dataset")
+
+    assert len(app.error) == 1
+    assert "cannot be used" in app.error[0].value
+    assert bad.read_text() == "left_eye_center_x,Image\n1.0,1 2 3\n"
+
+
+def test_compare_page_scores_faces(app_env: Path, faces_csv: Path, real_faces) -> None:
+    app = choose_csv(start_app("compare"), faces_csv, "compare_data")
+    app.selectbox(key="compare_split").set_value("All faces").run()
+
+    assert not app.exception, app.exception
+    assert not app.error
+    assert app.metric[0].value == str(len(real_faces))
+    assert float(app.metric[1].value) > 0
+    assert len(elements(app, "vega_lite_chart")) == 2
+    captions = [image.proto.imgs[0].caption for image in elements(app, "image")]
+    errors = [float(caption.split(": ")[1].split(" px")[0]) for caption in captions]
+    assert len(errors) >= 6
+    assert errors == sorted(errors, reverse=True)
+
+
+def test_gradcam_page_layers_and_model_unchanged(app_env: Path, faces_csv: Path) -> None:
+    shipped = load_model(shipped_model_path())
+    expected_layers = [layer.name for layer in gradcam.list_layers(shipped.model)]
+    app = choose_csv(start_app("gradcam"), faces_csv, "gradcam_data")
+
+    assert not app.error
+    layer_box = app.selectbox(key="gradcam_layer")
+    assert layer_box.options == expected_layers
+    assert len(elements(app, "image")) == 3
+    first = [image.proto.imgs[0].url for image in elements(app, "image")]
+
+    from app_pages import common
+
+    cached = common.load_model_cached(shipped_model_path())
+    before = model_fingerprint(cached.model)
+    other = next(name for name in expected_layers if name != layer_box.value)
+    layer_box.set_value(other).run()
+    app.selectbox(key="gradcam_sign").set_value("- (left / up)").run()
+
+    assert not app.exception, app.exception
+    assert app.selectbox(key="gradcam_layer").value == other
+    assert [image.proto.imgs[0].url for image in elements(app, "image")] != first
+    assert model_fingerprint(cached.model) == before
+    assert not cached.model.training
+    assert all(parameter.grad is None for parameter in cached.model.parameters())
+
+
+@pytest.mark.slow
+def test_train_page_starts_run(app_env: Path, faces_csv: Path) -> None:
+    app = choose_csv(start_app("train"), faces_csv, "train_data")
+    assert app.info[0].value.startswith("No runs yet")
+    app.number_input(key="train_epochs").set_value(1)
+    app.selectbox(key="train_model").set_value("sezannet")
+    app.number_input(key="train_batch_size").set_value(16)
+    app.button[0].click().run()
+
+    assert not app.exception, app.exception
+    assert any(message.value.startswith("Started run") for message in app.success)
+    started = runs.list_runs()
+    assert len(started) == 1
+
+    deadline = time.monotonic() + TRAIN_SECONDS
+    while runs.read_run(started[0].path).is_active and time.monotonic() < deadline:
+        time.sleep(0.5)
+    app.run()
+
+    finished = runs.read_run(started[0].path)
+    assert finished.status == "finished", finished.log_tail()
+    assert len(elements(app, "vega_lite_chart")) == 1
+    assert len(elements(app, "progress")) == 1
+    table = app.dataframe[-1].value
+    assert list(table["run"]) == [finished.name]
+    assert list(table["status"]) == ["finished"]

@@ -3,10 +3,10 @@
 This file sets up logging, the page list and the sidebar's model picker that every page
 shares. Each page lives in ``app_pages/`` and only turns widgets into ``facekp`` calls.
 
-NOTE: the folder is not called ``pages/`` on purpose. Streamlit (1.67) treats an app with a
+NOTE: the folder is not called ``pages/`` on purpose. Streamlit 1.67 treats an app with a
 ``pages/`` folder as an old-style multipage app until the entry script first calls
-``st.navigation``, so a fresh server opened at a page URL such as ``/train`` would run that
-page file alone, without this file's sidebar and with every module listed as a page.
+``st.navigation``. A fresh server opened at a page URL such as ``/train`` would then run that
+page file alone, without this file's sidebar, and list every module as a page.
 """
 
 from __future__ import annotations

@@ -161,8 +161,7 @@ def _load_dataset_cached(path: str, size: int, mtime_ns: int) -> KeypointSet:
 def load_dataset_cached(path: Path) -> KeypointSet:
     """Parse a Kaggle-format CSV once per (path, size, modification time).
 
-    Raises :class:`facekp.errors.FacekpError` (a DataFormatError) for a file that cannot be
-    used, and FileNotFoundError-based errors as FacekpError too.
+    Raises :class:`facekp.errors.DataFormatError` for a file that cannot be read or used.
     """
     try:
         stat = path.stat()

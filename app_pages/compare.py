@@ -23,8 +23,13 @@ SPLITS = ("Validation part", "Training part", "All faces")
 
 @st.cache_data(max_entries=8, show_spinner="Predicting every face...")
 def evaluate_cached(
-    data_path: str, data_mtime_ns: int, model_path: str, model_mtime_ns: int,
-    split: str, fraction: float, seed: int,
+    data_path: str,
+    data_mtime_ns: int,
+    model_path: str,
+    model_mtime_ns: int,
+    split: str,
+    fraction: float,
+    seed: int,
 ) -> tuple[EvaluationResult, np.ndarray]:
     """Score a checkpoint on one part of a data set; returns the result and the row indices."""
     del data_mtime_ns, model_mtime_ns  # Part of the cache key only.
@@ -104,7 +109,8 @@ if path is None:
     st.stop()
 faces = common.load_dataset_or_stop(path)
 
-# Default to the split the checkpoint was trained with, so "Validation part" is unseen data.
+# Default to the split the checkpoint was trained with. On its training data set, the
+# "Validation part" then holds only people the model never trained on.
 trained = (model.info.get("config") or {}) if isinstance(model.info.get("config"), dict) else {}
 columns = st.columns(3)
 split = columns[0].selectbox("Faces", SPLITS, key="compare_split")

@@ -20,7 +20,7 @@ SIGNS = {"+ (right / down)": 1, "- (left / up)": -1}
 
 @st.cache_data(max_entries=8, show_spinner=False)
 def layer_names(model_path: str, size: int, mtime_ns: int) -> list[str]:
-    """The layers of a checkpoint's model that Grad-CAM accepts, input side first."""
+    """List the layers of a checkpoint's model that Grad-CAM accepts, input side first."""
     del size, mtime_ns  # Part of the cache key only.
     model = common.load_model_cached(Path(model_path))
     return [layer.name for layer in gradcam.list_layers(model.model)]

@@ -33,7 +33,7 @@ def sample_photos() -> list[Path]:
 
 
 def keypoint_table(result: PhotoResult) -> pd.DataFrame:
-    """One row per face and keypoint, in photo pixels."""
+    """Build a table with one row per face and keypoint, in photo pixels."""
     rows = []
     for index, face in enumerate(result.faces):
         for name, (x, y) in zip(KEYPOINT_NAMES, face.keypoints.tolist()):
@@ -115,7 +115,6 @@ checkpoint = model.path or Path()
 mtime_ns = checkpoint.stat().st_mtime_ns if checkpoint.is_file() else 0
 results = [predict_cached(data, name, str(checkpoint), mtime_ns) for name, data in photos]
 
-good = [result for result in results if result.ok]
 if len(photos) > 1:
     st.download_button(
         f"Download JSON of all {len(photos)} photos",

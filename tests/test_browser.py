@@ -196,7 +196,6 @@ def test_gradcam_layer_changes_overlay(page, app_url: str, ytf68: Path) -> None:
     page.get_by_text("Upload a photo").click()
     wait_until_idle(page)
     upload(page, "Photo with a face", [face_photo(ytf68)])
-    overlay = page.locator('[data-testid="stImage"]').filter(has_text="Grad-CAM overlay")
     page.get_by_text("Grad-CAM overlay").wait_for()
     wait_until_idle(page)
     shot(page, "gradcam-default-layer")
@@ -220,7 +219,6 @@ def test_gradcam_layer_changes_overlay(page, app_url: str, ytf68: Path) -> None:
 
     assert len(names) >= 2
     assert first_image_source(page) != before
-    assert overlay.count() >= 0
 
 
 def first_image_source(page) -> str:

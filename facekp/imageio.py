@@ -116,13 +116,18 @@ def _open(source: ImageSource) -> Image.Image:
         if len(source) == 0:
             raise ImageError(f"{name}: the image data is empty; upload or pass a photo file")
         stream: io.BytesIO | Path = io.BytesIO(bytes(source))
-    else:
+    elif isinstance(source, (str, os.PathLike)):
         stream = Path(source)
         if not stream.is_file():
             what = "is a directory, not a file" if stream.is_dir() else "does not exist"
             raise ImageError(f"{name}: {what}; pass the path of a photo file")
         if stream.stat().st_size == 0:
             raise ImageError(f"{name}: the file is empty (0 bytes); pass a photo file")
+    else:
+        raise TypeError(
+            f"expected a path or the image's bytes, got {type(source).__name__}; "
+            "pass stream.read() for an open file"
+        )
 
     try:
         image = Image.open(stream, formats=FORMATS)

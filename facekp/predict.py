@@ -123,7 +123,7 @@ class PhotoResult:
         return self.error is None
 
     def to_json(self) -> dict[str, Any]:
-        """Return the photo as a JSON-ready dict, with ``error`` in place of ``faces`` on failure."""
+        """Return a JSON-ready dict, with ``error`` in place of ``faces`` for a failed photo."""
         document: dict[str, Any] = {"path": self.path, "width": self.width, "height": self.height}
         if self.error is None:
             document["faces"] = [face.to_json() for face in self.faces]
@@ -148,14 +148,19 @@ def predict_photo(
     keypoint_model: KeypointPredictor | None = None,
     detector: FaceDetector | None = None,
     name: str | None = None,
+    *,
     whole_image: bool | None = None,
+    detection_side: int = MAX_DETECTION_SIDE,
 ) -> PhotoResult:
     """Find every face in a photo and predict its keypoints in photo pixels.
 
     ``source`` is a path or the file's bytes; ``name`` labels the result (default: the path).
     ``keypoint_model`` defaults to the shipped model and ``detector`` to
     :func:`facekp.detect.default_detector`. ``whole_image`` picks how a face crop is
-    recognised (see the module docstring). A photo that cannot be used (unreadable, too
+    recognised (see the module docstring). Photos longer than ``detection_side`` pixels are
+    searched on a copy scaled down to that side: a smaller value is faster but misses
+    smaller faces, since the detector needs faces of ``detector.min_size`` pixels in that
+    copy. A photo that cannot be used (unreadable, too
     large or small, no face) gives a result with an ``error`` message instead of faces.
     Raises :class:`facekp.errors.CheckpointError` only if the default model cannot be loaded.
     """
@@ -163,7 +168,9 @@ def predict_photo(
     if keypoint_model is None:
         keypoint_model = _load_default_model()
     try:
-        result = _predict_one(source, label, keypoint_model, detector, whole_image)
+        result = _predict_one(
+            source, label, keypoint_model, detector, whole_image, detection_side
+        )
     except FacekpError as error:
         message = _without_prefix(str(error), source_name(source))
         result = PhotoResult(path=label, width=None, height=None, error=message)
@@ -177,7 +184,9 @@ def predict_photos(
     keypoint_model: KeypointPredictor | None = None,
     detector: FaceDetector | None = None,
     names: Sequence[str] | None = None,
+    *,
     whole_image: bool | None = None,
+    detection_side: int = MAX_DETECTION_SIDE,
 ) -> list[PhotoResult]:
     """Run :func:`predict_photo` on each source with one model; a bad photo never stops the rest.
 
@@ -197,6 +206,7 @@ def predict_photos(
             detector,
             name=None if names is None else names[index],
             whole_image=whole_image,
+            detection_side=detection_side,
         )
         for index, source in enumerate(sources)
     ]
@@ -214,6 +224,7 @@ def _predict_one(
     keypoint_model: KeypointPredictor,
     detector: FaceDetector | None,
     whole_image: bool | None,
+    detection_side: int,
 ) -> PhotoResult:
     decoded = read_gray(source)
     gray = decoded.pixels
@@ -224,15 +235,14 @@ def _predict_one(
     if whole_image:
         regions = [_whole_image_region(width, height)]
     else:
-        detections = _drop_overlapping(find_faces(gray, detector))
+        detections = _drop_overlapping(find_faces(gray, detector, max_side=detection_side))
         regions = [(d.box, d.score, FOUND_BY_DETECTOR) for d in detections]
         if whole_image is None and _is_face_crop(width, height, detections):
             log.debug("%s: the %dx%d image is taken as one face crop", label, width, height)
             regions = [_whole_image_region(width, height)]
     if not regions:
-        return PhotoResult(
-            path=label, width=width, height=height, error=_no_face_message(detector, width, height)
-        )
+        message = _no_face_message(detector, width, height, detection_side)
+        return PhotoResult(path=label, width=width, height=height, error=message)
 
     # Step 2: cut each face from the full-resolution photo and predict in crop pixels.
     crops, face_crops = [], []
@@ -298,12 +308,12 @@ def _is_face_crop(width: int, height: int, detections: list[Detection]) -> bool:
     return detections[0].box[2] >= WHOLE_IMAGE_MIN_FILL * min(width, height)
 
 
-def _no_face_message(detector: FaceDetector, width: int, height: int) -> str:
+def _no_face_message(detector: FaceDetector, width: int, height: int, detection_side: int) -> str:
     """Say that no face was found and how large a face must be in this photo."""
     min_size = getattr(detector, "min_size", None)
     if min_size is None:
         return "no face found: try a frontal, well-lit photo with the face clearly visible"
-    downscale = max(1.0, max(width, height) / MAX_DETECTION_SIDE)
+    downscale = max(1.0, max(width, height) / detection_side)
     min_face = int(np.ceil(min_size * downscale))
     return (
         "no face found: try a frontal, well-lit photo where the face is at least "

@@ -116,10 +116,11 @@ def draw_boxes(
 def draw_photo_result(image: np.ndarray, result: PhotoResult, labels: bool = False) -> np.ndarray:
     """Draw every face of a :class:`facekp.predict.PhotoResult`: box, index and keypoints.
 
-    ``image`` is the upright photo the result came from (``facekp.imageio.read_rgb``).
+    ``image`` is the upright photo the result came from (``facekp.imageio.read_rgb``). A
+    failed result has no faces, so the photo comes back unchanged.
     """
     canvas = to_rgb(image)
-    if canvas.shape[:2] != (result.height, result.width):
+    if result.width is not None and canvas.shape[:2] != (result.height, result.width):
         raise ValueError(
             f"the image is {canvas.shape[1]}x{canvas.shape[0]} but the result is for a "
             f"{result.width}x{result.height} photo; draw on the photo the result came from"

@@ -355,7 +355,9 @@ def test_heatmap_colouring() -> None:
     overlay = overlay_heatmap(np.zeros((192, 192), np.uint8), ramp, alpha=1.0)
 
     # OpenCV's JET map runs from dark blue (0) to dark red (1).
-    assert coloured[0, 0, 2] > 100 and coloured[0, 0, 0] == 0
-    assert coloured[0, -1, 0] > 100 and coloured[0, -1, 2] == 0
+    assert coloured[0, 0, 2] > 100
+    assert coloured[0, 0, 0] == 0
+    assert coloured[0, -1, 0] > 100
+    assert coloured[0, -1, 2] == 0
     assert overlay.shape == (192, 192, 3)
     assert np.array_equal(overlay[0, 0], coloured[0, 0])

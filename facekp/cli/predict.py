@@ -55,9 +55,17 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "such as a 96x96 Kaggle face",
     )
     parser.add_argument(
+        "--detection-side",
+        type=int,
+        default=None,
+        metavar="PIXELS",
+        help="search photos longer than this on a copy scaled down to this many pixels "
+        "(default: 1024); smaller is faster but misses faces narrower than 24 px in the copy",
+    )
+    parser.add_argument(
         "--labels", action="store_true", help="number the keypoints in --out-dir drawings"
     )
-    parser.set_defaults(run=run)
+    parser.set_defaults(run=run, parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -67,11 +75,15 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from facekp.checkpoint import load_model
-    from facekp.detect import default_detector
+    from facekp.detect import MAX_DETECTION_SIDE, default_detector
     from facekp.predict import predict_photo, results_to_json
 
     # Oversized images are rejected with a clear message; Pillow's warning would only repeat it.
     warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+
+    if args.detection_side is not None and args.detection_side < 64:
+        args.parser.error(f"--detection-side must be at least 64 pixels, got {args.detection_side}")
+    detection_side = args.detection_side or MAX_DETECTION_SIDE
 
     keypoint_model = load_model(args.checkpoint)
     detector = default_detector()
@@ -80,7 +92,14 @@ def run(args: argparse.Namespace) -> int:
     results = []
     progress = tqdm(args.images, desc="photos", unit="photo", disable=len(args.images) < 2 or None)
     for image in progress:
-        results.append(predict_photo(image, keypoint_model, detector, whole_image=whole_image))
+        result = predict_photo(
+            image,
+            keypoint_model,
+            detector,
+            whole_image=whole_image,
+            detection_side=detection_side,
+        )
+        results.append(result)
 
     drawing_failed = False
     if args.out_dir is not None:

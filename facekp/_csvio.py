@@ -1,8 +1,8 @@
 """CSV plumbing shared by the Kaggle-format loaders in :mod:`facekp.data` and :mod:`facekp.kaggle`.
 
-It opens a source (path, bytes or binary file object), rejects files that are not CSV text
-before parsing, iterates CSV records with their file line numbers, converts pixel strings,
-writes files atomically, and keeps an on-disk cache of parsed arrays.
+It opens a source (a path, bytes or a binary file object) and rejects files that are not CSV
+text before parsing. It iterates CSV records with their file line numbers, converts pixel
+strings, writes files atomically, and keeps an on-disk cache of parsed arrays.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TextIO, Union
+from typing import BinaryIO, TextIO
 
 import numpy as np
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 NUM_PIXELS = FACE_SIZE * FACE_SIZE
 
 # A path, the raw bytes of a file (an upload), or a binary file object opened by the caller.
-Source = Union[str, os.PathLike, bytes, bytearray, memoryview, BinaryIO]
+Source = str | os.PathLike | bytes | bytearray | memoryview | BinaryIO
 
 # Bump when the parsed arrays or their meaning change, so older cache entries are ignored.
 CACHE_FORMAT_VERSION = 1
@@ -39,7 +39,7 @@ CACHE_FORMAT_VERSION = 1
 # Entries cached for byte sources (uploads) are kept for the most recent ones only.
 MAX_CACHED_UPLOADS = 8
 
-# Leading bytes of common binary formats, for a message that says what the file really is.
+# Leading bytes of common binary formats, so the error message can name what the file is.
 _MAGIC_NUMBERS: tuple[tuple[bytes, str], ...] = (
     (b"\x89PNG\r\n\x1a\n", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"),
@@ -60,7 +60,7 @@ _SNIFF_BYTES = 4096
 
 
 class RowValueError(ValueError):
-    """A bad cell in one CSV record: ``column`` names it, the message says what was expected."""
+    """A bad cell in one CSV record: ``column`` names it, the message states what was expected."""
 
     def __init__(self, message: str, column: str | None) -> None:
         super().__init__(message)
@@ -130,7 +130,9 @@ def _stat_file(path: Path) -> os.stat_result:
 def check_text_head(head: bytes, label: str) -> None:
     """Raise :class:`DataFormatError` unless ``head``, a file's first bytes, can start CSV text."""
     if not head:
-        raise DataFormatError("the file is empty; expected a CSV file with a header line", path=label)
+        raise DataFormatError(
+            "the file is empty; expected a CSV file with a header line", path=label
+        )
     for magic, description in _MAGIC_NUMBERS:
         if head.startswith(magic):
             raise DataFormatError(f"not a CSV file: it is {description}", path=label)
@@ -148,30 +150,27 @@ def read_records(stream: BinaryIO, label: str) -> Iterator[tuple[int, list[str]]
     """Yield ``(line_number, fields)`` for each CSV record, the header included.
 
     ``line_number`` is the 1-based line of the file on which the record ends. Text is read as
-    UTF-8 (a byte order mark is skipped); bytes that are not UTF-8 come through as lone
-    surrogates, which :func:`has_invalid_bytes` detects, so one bad record can be skipped.
-    Blank lines are skipped. A record the CSV parser cannot split raises
-    :class:`DataFormatError` naming its line.
+    UTF-8, and a byte order mark is skipped. Bytes that are not UTF-8 come through as lone
+    surrogates, which :func:`has_invalid_bytes` detects, so one bad record can be skipped
+    without losing the rest of the file. Blank lines are skipped. A record that the CSV parser
+    cannot split raises :class:`DataFormatError` naming its line.
     """
     text = io.TextIOWrapper(stream, encoding="utf-8-sig", errors="surrogateescape", newline="")
-    try:
-        reader = csv.reader(text, strict=True)
-        while True:
-            first_line = reader.line_num + 1
-            try:
-                fields = next(reader)
-            except StopIteration:
-                return
-            except csv.Error as error:
-                raise DataFormatError(
-                    f"the record that starts on line {first_line} is not valid CSV ({error}); "
-                    "check the quotes on that line",
-                    path=label,
-                ) from error
-            if fields:
-                yield reader.line_num, fields
-    finally:
-        text.detach()
+    reader = csv.reader(text, strict=True)
+    while True:
+        first_line = reader.line_num + 1
+        try:
+            fields = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as error:
+            raise DataFormatError(
+                f"the record that starts on line {first_line} is not valid CSV ({error}); "
+                "check the quotes on that line",
+                path=label,
+            ) from error
+        if fields:
+            yield reader.line_num, fields
 
 
 def read_header(records: Iterator[tuple[int, list[str]]], label: str) -> list[str]:
@@ -200,7 +199,9 @@ def describe_invalid_bytes(text: str) -> str:
     """Describe the first non-UTF-8 byte in ``text`` for an error message."""
     for character in text:
         if "\udc80" <= character <= "\udcff":
-            return f"byte 0x{ord(character) - 0xDC00:02x} is not valid UTF-8; save the file as UTF-8"
+            return (
+                f"byte 0x{ord(character) - 0xDC00:02x} is not valid UTF-8; save the file as UTF-8"
+            )
     return "the text is valid UTF-8"
 
 
@@ -227,9 +228,9 @@ def _describe_bad_pixels(text: str) -> str:
     tokens = text.split()
     for position, token in enumerate(tokens, start=1):
         if not token.isdigit() or not token.isascii() or int(token) > 255:
-            shown = token if len(token) <= 20 else token[:20] + "..."
+            excerpt = token if len(token) <= 20 else token[:20] + "..."
             return (
-                f"pixel value {position} is {shown!r}; expected {NUM_PIXELS} integers 0-255 "
+                f"pixel value {position} is {excerpt!r}; expected {NUM_PIXELS} integers 0-255 "
                 "separated by spaces"
             )
     return (
@@ -272,7 +273,9 @@ def write_atomically(path: str | Path, write: Callable[[TextIO], None]) -> Path:
     if path.is_dir():
         raise DataFormatError("is a folder; pass the path of the CSV file to write", path=str(path))
     path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    descriptor, temporary = tempfile.mkstemp(
+        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
+    )
     try:
         with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
             write(handle)
@@ -295,7 +298,9 @@ def cache_dir() -> Path:
     return Path(base) / "facekp"
 
 
-def _cache_stem(kind: str, identity: dict[str, object], options: dict[str, object]) -> tuple[str, str]:
+def _cache_stem(
+    kind: str, identity: dict[str, object], options: dict[str, object]
+) -> tuple[str, str]:
     """Return the file-name prefix shared by every version of one source, and the full stem."""
     if "path" in identity:
         owner = hashlib.sha256(str(identity["path"]).encode("utf-8", "surrogatepass")).hexdigest()

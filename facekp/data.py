@@ -77,7 +77,7 @@ log = logging.getLogger(__name__)
 IMAGE_COLUMN = "Image"
 NAME_COLUMN = "Name"
 
-# How far, in pixels, a coordinate may lie outside the 96x96 image (-0.5..95.5) and still load.
+# Tolerance in pixels for coordinates outside the 96x96 image (-0.5..95.5) that still load.
 KEYPOINT_MARGIN = 1.0
 _COORDINATE_LOW = -0.5 - KEYPOINT_MARGIN
 _COORDINATE_HIGH = FACE_SIZE - 0.5 + KEYPOINT_MARGIN
@@ -90,10 +90,10 @@ _PERSON_PATTERN = re.compile(r"^(?P<person>.+)_\d+$")
 
 @dataclass(frozen=True)
 class RowProblem:
-    """Why one data row of a CSV file was rejected.
+    """The reason one data row of a CSV file was rejected.
 
-    ``row`` counts data rows from 1, after the header and without blank lines; ``line`` is the
-    1-based line of the file; ``column`` names the bad cell, or is None for the whole row.
+    ``row`` counts data rows from 1, after the header and without blank lines. ``line`` is the
+    1-based line of the file. ``column`` names the bad cell, or is None for the whole row.
     """
 
     row: int
@@ -112,9 +112,9 @@ class RowProblem:
 class KeypointSet:
     """Faces and their keypoints.
 
-    ``images`` is ``(N, 96, 96)`` uint8; ``keypoints`` is ``(N, 15, 2)`` float32 pixels of the
-    96x96 face with NaN where a coordinate is missing; ``names`` identifies each row (a file
-    name for converted sets, the 1-based data row of the CSV otherwise); ``groups`` names the
+    ``images`` is ``(N, 96, 96)`` uint8. ``keypoints`` is ``(N, 15, 2)`` float32 pixels of the
+    96x96 face, with NaN where a coordinate is missing. ``names`` identifies each row: a file
+    name for converted sets, otherwise the 1-based data row of the CSV. ``groups`` names the
     person where known, for splits that keep a person's faces together. ``skipped_rows`` lists
     the rows of the source file that a lenient load left out.
     """
@@ -197,8 +197,8 @@ def load_training_csv(
     """Load a Kaggle-format ``training.csv`` from a path, bytes or a binary file object.
 
     Strict by default: the first bad row raises :class:`DataFormatError` naming the file, the
-    data row (counted from 1 after the header; the file line is in the message) and the
-    column. With ``skip_bad_rows`` bad rows are left out, listed in ``skipped_rows`` of the
+    data row (counted from 1 after the header) and the column, and the message adds the file
+    line. With ``skip_bad_rows`` bad rows are left out, listed in ``skipped_rows`` of the
     result and counted in a logged warning; a file with no good row still raises. Errors about
     the whole file (empty, binary, wrong header) always raise.
 
@@ -221,7 +221,9 @@ def load_training_csv(
                     return restored
         keypoint_set = _parse_training_csv(opened, skip_bad_rows)
         if use_cache:
-            store_cached("training", opened.identity, options, _keypoint_set_to_arrays(keypoint_set))
+            store_cached(
+                "training", opened.identity, options, _keypoint_set_to_arrays(keypoint_set)
+            )
     return keypoint_set
 
 
@@ -230,7 +232,7 @@ def _parse_training_csv(opened: OpenedSource, skip_bad_rows: bool) -> KeypointSe
     header = read_header(records, opened.label)
     columns = _training_columns(header, opened.label)
 
-    images: list[np.ndarray] = []
+    images = _ImageBuffer(int(opened.identity["size"]))
     keypoints: list[np.ndarray] = []
     names: list[str] = []
     problems: list[RowProblem] = []
@@ -247,7 +249,9 @@ def _parse_training_csv(opened: OpenedSource, skip_bad_rows: bool) -> KeypointSe
                     row=row,
                     column=error.column,
                 ) from None
-            problems.append(RowProblem(row=row, line=line, column=error.column, message=error.message))
+            problems.append(
+                RowProblem(row=row, line=line, column=error.column, message=error.message)
+            )
             continue
         images.append(image)
         keypoints.append(row_keypoints)
@@ -255,7 +259,7 @@ def _parse_training_csv(opened: OpenedSource, skip_bad_rows: bool) -> KeypointSe
 
     if row == 0:
         raise DataFormatError("has a header but no data rows", path=opened.label)
-    if not images:
+    if not names:
         raise DataFormatError(
             f"all {len(problems)} data rows are invalid; the first: {problems[0]}",
             path=opened.label,
@@ -271,7 +275,7 @@ def _parse_training_csv(opened: OpenedSource, skip_bad_rows: bool) -> KeypointSe
 
     has_names = NAME_COLUMN in columns
     keypoint_set = KeypointSet(
-        images=np.stack(images),
+        images=images.finish(),
         keypoints=np.stack(keypoints),
         names=names,
         groups=[person_from_filename(value) for value in names] if has_names else None,
@@ -281,8 +285,42 @@ def _parse_training_csv(opened: OpenedSource, skip_bad_rows: bool) -> KeypointSe
     return keypoint_set
 
 
+class _ImageBuffer:
+    """Collects ``(96, 96)`` uint8 images into one array without a final copy.
+
+    Every valid row contains at least 9216 digits and 9215 separators, so a file of ``size``
+    bytes has at most ``size // 18431`` rows. The buffer reserves that many images up front;
+    pages never written are never touched, so they cost address space but no memory.
+    """
+
+    _MIN_ROW_BYTES = 2 * NUM_PIXELS - 1
+
+    def __init__(self, size: int) -> None:
+        capacity = max(1, size // self._MIN_ROW_BYTES + 1)
+        self._array = np.empty((capacity, FACE_SIZE, FACE_SIZE), dtype=np.uint8)
+        self._count = 0
+
+    def append(self, image: np.ndarray) -> None:
+        if self._count == len(self._array):  # only if the size bound were wrong
+            self._array = np.concatenate([self._array, np.empty_like(self._array)])
+        self._array[self._count] = image
+        self._count += 1
+
+    def finish(self) -> np.ndarray:
+        """Return the collected ``(N, 96, 96)`` images, shrinking the reservation in place."""
+        self._array.resize((self._count, FACE_SIZE, FACE_SIZE), refcheck=False)
+        return self._array
+
+
 def _training_columns(header: list[str], label: str) -> dict[str, int]:
     """Map each known column name to its position, or raise naming the bad header cell."""
+    if header and _looks_numeric(header[0]):
+        raise DataFormatError(
+            f"the first line starts with the value {header[0]!r}, not a column name; "
+            "a training CSV needs a header line naming the 30 keypoint columns and Image",
+            path=label,
+        )
+
     seen: dict[str, int] = {}
     for position, name in enumerate(header):
         if name in seen:
@@ -298,12 +336,6 @@ def _training_columns(header: list[str], label: str) -> dict[str, int]:
         raise DataFormatError(
             "this is a Kaggle test.csv (ImageId, Image) without keypoints; "
             "load it with facekp.kaggle.load_test_csv",
-            path=label,
-        )
-    if header and _looks_numeric(header[0]):
-        raise DataFormatError(
-            f"the first line starts with the value {header[0]!r}, not a column name; "
-            "a training CSV needs a header line naming the 30 keypoint columns and Image",
             path=label,
         )
 
@@ -322,7 +354,11 @@ def _training_columns(header: list[str], label: str) -> dict[str, int]:
 
     missing = [name for name in (*COORDINATE_COLUMNS, IMAGE_COLUMN) if name not in seen]
     if missing:
-        more = f" (and {len(missing) - 1} more: {', '.join(missing[1:4])}...)" if len(missing) > 1 else ""
+        more = (
+            f" (and {len(missing) - 1} more: {', '.join(missing[1:4])}...)"
+            if len(missing) > 1
+            else ""
+        )
         raise DataFormatError(
             f"missing column in the header{more}; a training CSV needs the 30 keypoint "
             "columns of Kaggle's training.csv and Image",
@@ -375,9 +411,13 @@ def _parse_coordinate(cell: str, column: str) -> float:
     try:
         return float(text)
     except ValueError:
-        shown = describe_invalid_bytes(text) if has_invalid_bytes(text) else f"{text[:30]!r} is not a number"
+        problem = (
+            describe_invalid_bytes(text)
+            if has_invalid_bytes(text)
+            else f"{text[:30]!r} is not a number"
+        )
         raise RowValueError(
-            f"{shown}; expected a pixel coordinate, or an empty cell for a missing keypoint",
+            f"{problem}; expected a pixel coordinate, or an empty cell for a missing keypoint",
             column,
         ) from None
 
@@ -538,7 +578,9 @@ def split_indices(
     if not chosen.any():
         chosen[np.argmin(sizes)] = True
     in_validation = chosen[inverse]
-    return np.flatnonzero(~in_validation).astype(np.int64), np.flatnonzero(in_validation).astype(np.int64)
+    return np.flatnonzero(~in_validation).astype(np.int64), np.flatnonzero(in_validation).astype(
+        np.int64
+    )
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """Kaggle's test-time files: ``test.csv``, ``IdLookupTable.csv``, ``SampleSubmission.csv``.
 
 ``test.csv`` has ``ImageId,Image``: a positive integer id and 9216 space-separated gray values
-of a 96x96 face. ``IdLookupTable.csv`` has ``RowId,ImageId,FeatureName,Location`` and asks for
+of a 96x96 face. ``IdLookupTable.csv`` has ``RowId,ImageId,FeatureName,Location`` and requests
 one coordinate (a name from :data:`facekp.keypoints.COORDINATE_COLUMNS`) of one test image per
 row; Kaggle's own file leaves the Location field out of every row. A submission (and
 ``SampleSubmission.csv``) has ``RowId,Location``: the requested coordinate for each RowId.
@@ -52,7 +52,7 @@ TEST_COLUMNS = (IMAGE_ID_COLUMN, IMAGE_COLUMN)
 ID_LOOKUP_COLUMNS = (ROW_ID_COLUMN, IMAGE_ID_COLUMN, FEATURE_COLUMN, LOCATION_COLUMN)
 SUBMISSION_COLUMNS = (ROW_ID_COLUMN, LOCATION_COLUMN)
 
-# The kinds of file that detect_csv_kind tells apart.
+# The kinds of file that detect_csv_kind distinguishes.
 TRAINING_KIND = "training"
 TEST_KIND = "test"
 ID_LOOKUP_KIND = "id_lookup"
@@ -84,10 +84,11 @@ def detect_csv_kind(source: Source, *, name: str | None = None) -> str:
         return ID_LOOKUP_KIND
     if ROW_ID_COLUMN in columns and LOCATION_COLUMN in columns:
         return SUBMISSION_KIND
-    shown = ", ".join(header[:6]) + (", ..." if len(header) > 6 else "")
+    header_excerpt = ", ".join(header[:6]) + (", ..." if len(header) > 6 else "")
     raise DataFormatError(
-        f"the header ({shown}) matches no Kaggle facial keypoints file; expected training.csv "
-        f"(keypoint columns and {IMAGE_COLUMN}), test.csv ({', '.join(TEST_COLUMNS)}), "
+        f"the header ({header_excerpt}) matches no Kaggle facial keypoints file; expected "
+        f"training.csv (keypoint columns and {IMAGE_COLUMN}), "
+        f"test.csv ({', '.join(TEST_COLUMNS)}), "
         f"IdLookupTable.csv ({', '.join(ID_LOOKUP_COLUMNS)}) or a submission "
         f"({', '.join(SUBMISSION_COLUMNS)})",
         path=opened.label,
@@ -101,7 +102,9 @@ def _column_positions(
     positions: dict[str, int] = {}
     for position, column in enumerate(header):
         if column in positions:
-            raise DataFormatError("this column appears twice in the header", path=label, column=column)
+            raise DataFormatError(
+                "this column appears twice in the header", path=label, column=column
+            )
         if column not in required and column not in optional:
             raise DataFormatError(
                 f"unexpected column in the header; {what} has the columns "
@@ -122,14 +125,19 @@ def _column_positions(
 
 
 def _row_error(label: str, row: int, line: int, error: RowValueError) -> DataFormatError:
-    return DataFormatError(f"{error.message} (file line {line})", path=label, row=row, column=error.column)
+    return DataFormatError(
+        f"{error.message} (file line {line})", path=label, row=row, column=error.column
+    )
 
 
 def _parse_positive_int(cell: str, column: str) -> int:
     text = cell.strip()
     if not text.isascii() or not text.isdigit() or int(text) < 1:
-        shown = describe_invalid_bytes(text) if has_invalid_bytes(text) else repr(text[:30])
-        raise RowValueError(f"{shown} is not a positive whole number; expected an id 1, 2, ...", column)
+        if has_invalid_bytes(text):
+            raise RowValueError(describe_invalid_bytes(text), column)
+        raise RowValueError(
+            f"{text[:30]!r} is not a positive whole number; expected an id 1, 2, ...", column
+        )
     return int(text)
 
 
@@ -204,7 +212,7 @@ def write_test_csv(path: str | Path, image_ids: np.ndarray, images: np.ndarray) 
 
     def write(handle: TextIO) -> None:
         handle.write(",".join(TEST_COLUMNS) + "\n")
-        for image_id, image in zip(image_ids.tolist(), images):
+        for image_id, image in zip(image_ids.tolist(), images, strict=True):
             handle.write(f"{int(image_id)},{format_pixels(image)}\n")
 
     return write_atomically(path, write)
@@ -219,7 +227,7 @@ class IdLookup:
     """The coordinates a submission must give, one per row of ``IdLookupTable.csv``.
 
     ``row_ids``, ``image_ids`` and ``coordinate_index`` are ``(M,)`` int64 arrays in file
-    order; ``coordinate_index`` indexes :data:`facekp.keypoints.COORDINATE_COLUMNS`, so a
+    order. ``coordinate_index`` indexes :data:`facekp.keypoints.COORDINATE_COLUMNS`, so a
     prediction array ``(N, 15, 2)`` gives row ``m`` as
     ``predictions[n, keypoint_index[m], axis[m]]`` with ``n`` the position of ``image_ids[m]``.
     """
@@ -243,7 +251,7 @@ class IdLookup:
 
     @property
     def axis(self) -> np.ndarray:
-        """``(M,)`` 0 where a row asks for ``x``, 1 where it asks for ``y``."""
+        """``(M,)`` 0 where a row requests ``x``, 1 where it requests ``y``."""
         return self.coordinate_index % 2
 
     def to_frame(self) -> pd.DataFrame:
@@ -259,21 +267,23 @@ class IdLookup:
     def check_image_ids(self, image_ids: np.ndarray) -> np.ndarray:
         """Return, for each row, the position of its ImageId in ``image_ids`` (``(M,)`` int64).
 
-        Raises :class:`DataFormatError` listing ImageIds that the table asks for but
+        Raises :class:`DataFormatError` listing ImageIds that the table requests but
         ``image_ids`` (for example those of a loaded test.csv) lacks.
         """
         available = np.asarray(image_ids, dtype=np.int64)
         order = np.argsort(available, kind="stable")
         sorted_ids = available[order]
         slots = np.clip(np.searchsorted(sorted_ids, self.image_ids), 0, max(len(sorted_ids) - 1, 0))
-        found = (sorted_ids[slots] == self.image_ids) if len(sorted_ids) else np.zeros(len(self), bool)
+        found = (
+            (sorted_ids[slots] == self.image_ids) if len(sorted_ids) else np.zeros(len(self), bool)
+        )
         if not found.all():
             missing = np.unique(self.image_ids[~found])
-            shown = ", ".join(str(value) for value in missing[:10].tolist())
+            listed = ", ".join(str(value) for value in missing[:10].tolist())
             more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
             raise DataFormatError(
-                f"the lookup table asks for {len(missing)} ImageIds that the test images lack "
-                f"({shown}{more}); use the test.csv that belongs to this IdLookupTable.csv"
+                f"the lookup table requests {len(missing)} ImageIds that the test images lack "
+                f"({listed}{more}); use the test.csv that belongs to this IdLookupTable.csv"
             )
         return order[slots].astype(np.int64)
 
@@ -282,7 +292,7 @@ def load_id_lookup(source: Source, *, name: str | None = None) -> IdLookup:
     """Load and validate Kaggle's ``IdLookupTable.csv``.
 
     RowIds must be unique positive integers, ImageIds positive integers, FeatureName one of
-    the 30 coordinate columns, and no image may ask for the same coordinate twice. The
+    the 30 coordinate columns, and no image may request the same coordinate twice. The
     Location column may be missing, empty or filled; its values are ignored.
     """
     with open_source(source, name) as opened:
@@ -295,7 +305,9 @@ def load_id_lookup(source: Source, *, name: str | None = None) -> IdLookup:
             opened.label,
             "Kaggle's IdLookupTable.csv",
         )
-        row_ids, image_ids, coordinates = _parse_id_lookup_rows(records, header, columns, opened.label)
+        row_ids, image_ids, coordinates = _parse_id_lookup_rows(
+            records, header, columns, opened.label
+        )
     return IdLookup(row_ids=row_ids, image_ids=image_ids, coordinate_index=coordinates)
 
 
@@ -307,7 +319,7 @@ def _parse_id_lookup_rows(
     image_ids: list[int] = []
     coordinates: list[int] = []
     first_row_of: dict[int, int] = {}
-    asked: dict[tuple[int, int], int] = {}
+    requested: dict[tuple[int, int], int] = {}
     row = 0
     for row, (line, fields) in enumerate(records, start=1):
         try:
@@ -331,16 +343,16 @@ def _parse_id_lookup_rows(
                     FEATURE_COLUMN,
                 )
             coordinate = _COORDINATE_INDEX[feature]
-            if (image_id, coordinate) in asked:
+            if (image_id, coordinate) in requested:
                 raise RowValueError(
-                    f"ImageId {image_id} asks for {feature} twice (also in row "
-                    f"{asked[(image_id, coordinate)]})",
+                    f"ImageId {image_id} requests {feature} twice (also in row "
+                    f"{requested[(image_id, coordinate)]})",
                     FEATURE_COLUMN,
                 )
         except RowValueError as error:
             raise _row_error(label, row, line, error) from None
         first_row_of[row_id] = row
-        asked[(image_id, coordinate)] = row
+        requested[(image_id, coordinate)] = row
         row_ids.append(row_id)
         image_ids.append(image_id)
         coordinates.append(coordinate)
@@ -413,7 +425,7 @@ def _parse_location(cell: str) -> float:
 
 
 def check_submission(source: Source, lookup: IdLookup, *, name: str | None = None) -> np.ndarray:
-    """Load a submission and check it answers exactly the rows of ``lookup``.
+    """Load a submission and check that it covers exactly the rows of ``lookup``.
 
     Returns the ``(M,)`` float64 locations in the order of ``lookup.row_ids``. Raises
     :class:`DataFormatError` naming RowIds that are missing or not in the lookup table.
@@ -428,7 +440,9 @@ def check_submission(source: Source, lookup: IdLookup, *, name: str | None = Non
     if len(missing) or len(extra):
         parts = []
         if len(missing):
-            parts.append(f"{len(missing)} RowIds of the lookup table are missing (first {missing[0]})")
+            parts.append(
+                f"{len(missing)} RowIds of the lookup table are missing (first {missing[0]})"
+            )
         if len(extra):
             parts.append(f"{len(extra)} RowIds are not in the lookup table (first {extra[0]})")
         raise DataFormatError(

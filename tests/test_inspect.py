@@ -11,8 +11,8 @@ import pytest
 
 from facekp.cli import main
 from facekp.data import write_training_csv
-from facekp.keypoints import KEYPOINT_NAMES
 from facekp.kaggle import write_test_csv
+from facekp.keypoints import KEYPOINT_NAMES
 
 
 def inspect_json(capsys, *arguments: str) -> tuple[int, dict]:

@@ -11,7 +11,6 @@ import pytest
 from facekp import kaggle
 from facekp.data import write_training_csv
 from facekp.errors import DataFormatError
-from facekp.keypoints import COORDINATE_COLUMNS
 from facekp.kaggle import (
     IdLookup,
     check_submission,
@@ -21,6 +20,7 @@ from facekp.kaggle import (
     load_test_csv,
     write_test_csv,
 )
+from facekp.keypoints import COORDINATE_COLUMNS
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +95,7 @@ def test_detect_kinds(tmp_path, kaggle_fkd, real_faces):
     [
         (3, "3,1,left_eye_centre_x", "FeatureName", "'left_eye_centre_x' is not a keypoint"),
         (3, "2,1,right_eye_center_x", "RowId", "RowId 2 already appears in row 2"),
-        (3, "3,1,left_eye_center_x", "FeatureName", "ImageId 1 asks for left_eye_center_x twice"),
+        (3, "3,1,left_eye_center_x", "FeatureName", "ImageId 1 requests left_eye_center_x twice"),
         (3, "3,x,right_eye_center_x", "ImageId", "'x' is not a positive whole number"),
         (3, "0,1,right_eye_center_x", "RowId", "'0' is not a positive whole number"),
         (3, "3,1", None, "has 2 fields"),
@@ -146,7 +146,9 @@ def test_submission_missing_and_extra_rows(tmp_path, lookup):
     missing = tmp_path / "missing.csv"
     frame.iloc[:-2].to_csv(missing, index=False)
     extra = tmp_path / "extra.csv"
-    pd.concat([frame, pd.DataFrame({"RowId": [99999], "Location": [1.0]})]).to_csv(extra, index=False)
+    pd.concat([frame, pd.DataFrame({"RowId": [99999], "Location": [1.0]})]).to_csv(
+        extra, index=False
+    )
 
     with pytest.raises(DataFormatError, match="2 RowIds of the lookup table are missing"):
         check_submission(missing, lookup)

@@ -140,7 +140,8 @@ def _inspect_id_lookup(args: argparse.Namespace) -> dict:
         "image_id_min": int(image_ids.min()),
         "image_id_max": int(image_ids.max()),
         "coordinates_per_image": {
-            str(value): int(count) for value, count in zip(values.tolist(), images_with.tolist())
+            str(value): int(count)
+            for value, count in zip(values.tolist(), images_with.tolist(), strict=True)
         },
     }
 
@@ -189,14 +190,14 @@ def _format_training(report: dict) -> list[str]:
     summary = report["summary"]
     good = summary["rows"]
     persons = summary["persons"]
+    complete, core_only = summary["complete_rows"], summary["core_only_rows"]
     lines = [
         f"  good rows        {good}",
         f"  invalid rows     {report['invalid_rows']}",
         "  Name column      " + (f"yes, {persons} persons" if report["has_names"] else "no"),
-        f"  complete rows    {summary['complete_rows']} ({_percent(summary['complete_rows'], good)}) "
-        "with all 15 keypoints",
-        f"  core-only rows   {summary['core_only_rows']} ({_percent(summary['core_only_rows'], good)}) "
-        "with only the eye centres, nose tip and bottom-lip centre",
+        f"  complete rows    {complete} ({_percent(complete, good)}) with all 15 keypoints",
+        f"  core-only rows   {core_only} ({_percent(core_only, good)}) with only the eye centres, "
+        "nose tip and bottom-lip centre",
         f"  unlabelled rows  {summary['unlabelled_rows']}",
         "keypoints (pixels of the 96x96 face)",
         f"  {'name':<26}{'labelled':>14}  {'x range':>16}  {'y range':>16}",
@@ -210,8 +211,8 @@ def _format_training(report: dict) -> list[str]:
         )
     lines += _format_images(summary["images"])
     if report["invalid_rows"]:
-        shown = len(report["problems"])
-        lines.append(f"invalid rows: {report['invalid_rows']} (showing {shown})")
+        listed = len(report["problems"])
+        lines.append(f"invalid rows: {report['invalid_rows']} (showing {listed})")
         lines += [f"  {problem}" for problem in report["problems"]]
     return lines
 

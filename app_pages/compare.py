@@ -59,7 +59,10 @@ def per_keypoint_chart(result: EvaluationResult) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X("RMSE (px):Q"),
-            y=alt.Y("keypoint:N", sort=list(result.per_keypoint), title=None),
+            y=alt.Y(
+                "keypoint:N", sort=list(result.per_keypoint), title=None,
+                axis=alt.Axis(labelLimit=220),
+            ),
             yOffset="predictor:N",
             color=alt.Color("predictor:N", title=None),
             tooltip=["keypoint", "predictor", alt.Tooltip("RMSE (px):Q", format=".3f")],

@@ -14,7 +14,9 @@ from facekp.keypoints import KEYPOINT_NAMES
 from facekp.predict import predict_photo
 from app_pages import common
 
+SAMPLES_DIR = Path(__file__).resolve().parents[1] / "facekp" / "assets" / "samples"
 ZOOM = 4  # The 96x96 face is shown at 384x384.
+WHITE = (255, 255, 255)
 SIGNS = {"+ (right / down)": 1, "- (left / up)": -1}
 
 
@@ -42,9 +44,24 @@ def face_from_upload(model: KeypointModel) -> np.ndarray | None:
     upload = st.file_uploader("Photo with a face", key="gradcam_upload")
     if upload is None:
         return None
-    result = predict_photo(upload.getvalue(), model, name=upload.name)
+    return face_from_photo(upload.getvalue(), upload.name, model)
+
+
+def face_from_sample(model: KeypointModel) -> np.ndarray | None:
+    samples = sorted(SAMPLES_DIR.glob("*.jpg"))
+    if not samples:
+        st.info(f"No sample photos under {SAMPLES_DIR}.")
+        return None
+    names = [path.name for path in samples]
+    name = st.selectbox("Sample photo", names, key="gradcam_sample")
+    return face_from_photo((SAMPLES_DIR / name).read_bytes(), name, model)
+
+
+def face_from_photo(data: bytes, name: str, model: KeypointModel) -> np.ndarray | None:
+    """Return the 96x96 crop of one face found in a photo, or None after showing why not."""
+    result = predict_photo(data, model, name=name)
     if not result.ok:
-        st.error(f"{upload.name}: {result.error}")
+        st.error(f"{name}: {result.error}")
         return None
     index = 0
     if len(result.faces) > 1:
@@ -65,10 +82,13 @@ st.caption(
 )
 model = common.selected_model()
 
-source = st.radio(
-    "Face", ["From a data set", "Upload a photo"], horizontal=True, key="gradcam_source"
-)
-face = face_from_dataset() if source == "From a data set" else face_from_upload(model)
+sources = {
+    "A sample photo": face_from_sample,
+    "From a data set": lambda _model: face_from_dataset(),
+    "Upload a photo": face_from_upload,
+}
+source = st.radio("Face", list(sources), horizontal=True, key="gradcam_source")
+face = sources[source](model)
 if face is None:
     st.info("Choose a face to explain.")
     st.stop()
@@ -98,7 +118,8 @@ saliency = gradcam.saliency(model.model, face, target)
 
 large_face = viz.enlarge(face, ZOOM)
 points = viz.enlarge_points(cam.keypoints, ZOOM)
-overlay = viz.draw_keypoints(viz.overlay_heatmap(large_face, cam.heatmap), points)
+# White rather than the usual blue, which would vanish in the colormap's blue regions.
+overlay = viz.draw_keypoints(viz.overlay_heatmap(large_face, cam.heatmap), points, WHITE)
 raw = cam.layer_map
 raw_scaled = raw / raw.max() if raw.max() > 0 else np.zeros_like(raw)
 # Nearest-neighbour enlargement keeps the layer's own cells visible.
@@ -110,7 +131,7 @@ saliency_image = viz.overlay_heatmap(large_face, saliency.heatmap, alpha=0.6)
 if cam.empty:
     st.warning(cam.message)
 left, middle, right = st.columns(3)
-show_map(left, "Grad-CAM overlay", overlay, f"{cam.target} at {layer}; predictions in blue")
+show_map(left, "Grad-CAM overlay", overlay, f"{cam.target} at {layer}; predicted keypoints in white")
 show_map(
     middle, "Raw map", raw_image,
     f"{raw.shape[0]}x{raw.shape[1]} at {layer}, max {raw.max():.3g}",

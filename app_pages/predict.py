@@ -17,6 +17,8 @@ from facekp.predict import PhotoResult, predict_photo, results_to_json
 from app_pages import common
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "facekp" / "assets" / "samples"
+CROP_ZOOM = 3  # Face crops are shown at 288x288.
+FACES_PER_ROW = 4
 IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
 
 
@@ -41,6 +43,19 @@ def keypoint_table(result: PhotoResult) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["face", "keypoint", "x", "y"])
 
 
+def face_crops(result: PhotoResult) -> None:
+    """Show each face as the model saw it (96x96 gray, enlarged) with its keypoints."""
+    columns = st.columns(FACES_PER_ROW)
+    for index, face in enumerate(result.faces):
+        image = viz.enlarge(face.crop, CROP_ZOOM)
+        points = viz.enlarge_points(face.keypoints_crop, CROP_ZOOM)
+        drawn = viz.draw_keypoints(image, points, viz.PREDICTED_COLOR)
+        score = "" if face.score is None else f", score {face.score:.0f}"
+        columns[index % FACES_PER_ROW].image(
+            drawn, caption=f"face {index} ({face.found_by}{score})", width="stretch"
+        )
+
+
 def png_bytes(image) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(image).save(buffer, format="PNG")
@@ -57,11 +72,13 @@ def show_result(result: PhotoResult, data: bytes, model_name: str, index: int) -
     annotated = viz.draw_photo_result(read_rgb(data).pixels, result, labels=False)
     table = keypoint_table(result)
     columns = st.columns([3, 2])
-    columns[0].image(
-        annotated,
-        caption=f"{len(result.faces)} face(s), predicted keypoints in blue",
-        width="stretch",
-    )
+    with columns[0]:
+        st.image(
+            annotated,
+            caption=f"{len(result.faces)} face(s), predicted keypoints in blue",
+            width="stretch",
+        )
+        face_crops(result)
     with columns[1]:
         st.dataframe(table, hide_index=True, height=320, width="stretch")
         stem = Path(result.path).stem or "photo"

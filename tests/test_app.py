@@ -77,7 +77,8 @@ def test_predict_sample_photo(app_env: Path) -> None:
     assert np.isfinite(table[["x", "y"]].to_numpy(float)).all()
     labels = [button.proto.label for button in elements(app, "download_button")]
     assert labels == ["Download CSV", "Download JSON", "Download annotated PNG"]
-    assert len(elements(app, "image")) == 1
+    faces = len(table) // NUM_KEYPOINTS
+    assert len(elements(app, "image")) == 1 + faces  # The photo, then each face crop.
 
 
 def test_predict_bad_file_beside_good(app_env: Path, ytf68: Path) -> None:
@@ -142,10 +143,21 @@ def test_compare_page_scores_faces(app_env: Path, faces_csv: Path, real_faces) -
     assert errors == sorted(errors, reverse=True)
 
 
+def test_gradcam_page_sample_photo(app_env: Path) -> None:
+    app = start_app("gradcam")
+
+    assert not app.error
+    assert app.radio(key="gradcam_source").value == "A sample photo"
+    assert len(elements(app, "image")) == 3
+    assert app.selectbox(key="gradcam_layer").value in app.selectbox(key="gradcam_layer").options
+
+
 def test_gradcam_page_layers_and_model_unchanged(app_env: Path, faces_csv: Path) -> None:
     shipped = load_model(shipped_model_path())
     expected_layers = [layer.name for layer in gradcam.list_layers(shipped.model)]
-    app = choose_csv(start_app("gradcam"), faces_csv, "gradcam_data")
+    app = start_app("gradcam")
+    app.radio(key="gradcam_source").set_value("From a data set").run()
+    app = choose_csv(app, faces_csv, "gradcam_data")
 
     assert not app.error
     layer_box = app.selectbox(key="gradcam_layer")

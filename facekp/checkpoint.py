@@ -177,6 +177,8 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
             torch.save(checkpoint, stream)
             stream.flush()
             os.fsync(stream.fileno())
+        # mkstemp creates the file private (0600); make it readable like other outputs.
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)

@@ -300,6 +300,7 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             json.dump(payload, stream, indent=1)
             stream.write("\n")
+        os.chmod(temporary, 0o644)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
@@ -584,7 +585,7 @@ def _train_loop(
         last_progress = now
         progress = {
             "epoch": min(state.epoch, config.epochs), "epochs": config.epochs,
-            "batch": state.batch, "batches": batches,
+            "batch": batches if status == "finished" else state.batch, "batches": batches,
             "elapsed_seconds": round(state.elapsed_seconds, 3), "status": status,
         }
         write_json_atomic(run_dir / PROGRESS_FILE, progress)

@@ -66,7 +66,7 @@ def adjust_brightness_contrast(face: np.ndarray, brightness: float, contrast: fl
     The result is clipped to 0..1.
     """
     mean = float(face.mean())
-    adjusted = (face - mean) * contrast + mean + brightness
+    adjusted = (face - mean) * float(contrast) + (mean + float(brightness))
     return np.clip(adjusted, 0.0, 1.0, out=adjusted)
 
 
@@ -104,7 +104,9 @@ class Augmentation:
 
         face = face.astype(np.float32) / 255.0
         face = adjust_brightness_contrast(
-            face, brightness=self.brightness * values[4], contrast=1.0 + self.contrast * values[5]
+            face,
+            brightness=float(self.brightness * values[4]),
+            contrast=float(1.0 + self.contrast * values[5]),
         )
         return face, keypoints
 

@@ -3,11 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
+import platform
 import shlex
 import sys
+from pathlib import Path
 from typing import Any
 
 from facekp.errors import FacekpError
+
+log = logging.getLogger(__name__)
+
+# glibc malloc settings for training: serve tensors up to 32 MiB (glibc's maximum mmap
+# threshold on 64-bit) from the heap and keep freed memory instead of returning it, so each
+# step reuses pages rather than mapping fresh zeroed ones. bench/train_speed.py measures it.
+GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296"
+NO_REEXEC_VARIABLE = "FACEKP_NO_REEXEC"
 
 # Settings a resumed run must keep; each option defaults to None so that only the ones the
 # user typed are compared with the stored run.
@@ -65,7 +77,45 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(run=run)
 
 
+def _restart_with_malloc_tunables() -> None:
+    """Re-run ``python -m facekp`` once with :data:`GLIBC_TUNABLES` set, when it would help.
+
+    Only when this process was started as ``python -m facekp`` on glibc Linux, the user set no
+    ``GLIBC_TUNABLES`` of their own, and ``FACEKP_NO_REEXEC`` is unset; otherwise returns.
+    """
+    main_file = Path(__file__).resolve().parents[1] / "__main__.py"
+    if (
+        os.environ.get("GLIBC_TUNABLES")
+        or os.environ.get(NO_REEXEC_VARIABLE)
+        or sys.platform != "linux"
+        or platform.libc_ver()[0] != "glibc"
+        or not sys.argv
+        or Path(sys.argv[0]).resolve() != main_file
+    ):
+        return
+    environment = dict(os.environ, GLIBC_TUNABLES=GLIBC_TUNABLES, **{NO_REEXEC_VARIABLE: "1"})
+    log.debug("restarting with GLIBC_TUNABLES=%s", GLIBC_TUNABLES)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", "facekp", *sys.argv[1:]], environment)
+
+
+def _command_line(args: argparse.Namespace, given: dict[str, Any]) -> str:
+    """The ``python -m facekp train`` command that repeats this run."""
+    parts = ["python", "-m", "facekp", "train"]
+    for name, value in given.items():
+        flag = "--" + name.replace("_", "-")
+        if isinstance(value, bool):
+            parts.append(flag if value else "--no-" + name.replace("_", "-"))
+        else:
+            parts += [flag, str(value)]
+    parts += ["--out", str(args.out)] + (["--resume"] if args.resume else [])
+    return " ".join(shlex.quote(part) for part in parts)
+
+
 def run(args: argparse.Namespace) -> int:
+    _restart_with_malloc_tunables()
+
     from tqdm import tqdm
 
     from facekp.train import TrainConfig, prepare_resume, train
@@ -73,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     given: dict[str, Any] = {
         name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None
     }
-    command = "python -m facekp " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    command = _command_line(args, given)
     if args.resume:
         config = prepare_resume(args.out, {**given, "command": command})
     else:

@@ -44,9 +44,9 @@ log = logging.getLogger(__name__)
 FOUND_BY_DETECTOR = "detector"
 FOUND_BY_WHOLE_IMAGE = "whole image"
 
-# A photo with no detected face counts as a face crop only if it is this small and this close
-# to square. 160 px covers the common crop sizes (96, 112, 128, 150); bigger photos without a
-# detected face get the "no face found" error instead of keypoints on a guessed face.
+# Limits of the face-crop rule in the module docstring. 160 px covers the common crop sizes
+# (96, 112, 128, 150). A larger or less square photo without a detected face gets the
+# "no face found" error instead of keypoints on a guessed face.
 WHOLE_IMAGE_MAX_SIDE = 160
 WHOLE_IMAGE_MAX_ASPECT = 1.1
 WHOLE_IMAGE_MIN_FILL = 0.75
@@ -164,6 +164,8 @@ def predict_photo(
     large or small, no face) gives a result with an ``error`` message instead of faces.
     Raises :class:`facekp.errors.CheckpointError` only if the default model cannot be loaded.
     """
+    if detection_side < 1:
+        raise ValueError(f"detection_side must be a positive pixel count, got {detection_side}")
     label = name if name is not None else source_name(source)
     if keypoint_model is None:
         keypoint_model = _load_default_model()

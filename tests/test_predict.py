@@ -120,7 +120,11 @@ def test_keypoints_map_back_through_crop(model, ytf68: Path) -> None:
 @pytest.mark.parametrize("orientation", [3, 6, 8])
 def test_exif_rotated_photo_same_keypoints(model, photo: Image.Image, orientation: int) -> None:
     # The stored pixels are turned the other way, and the EXIF tag turns them upright again.
-    undo = {3: Image.Transpose.ROTATE_180, 6: Image.Transpose.ROTATE_90, 8: Image.Transpose.ROTATE_270}
+    undo = {
+        3: Image.Transpose.ROTATE_180,
+        6: Image.Transpose.ROTATE_90,
+        8: Image.Transpose.ROTATE_270,
+    }
     stored = photo.transpose(undo[orientation])
     exif = Image.Exif()
     exif[0x0112] = orientation
@@ -326,7 +330,11 @@ def test_cli_table_and_drawings(ytf68: Path, tmp_path: Path, real_faces) -> None
     assert "whole image" in completed.stdout
     assert "nose_tip" in completed.stdout
     written = sorted(path.name for path in out_dir.iterdir())
-    assert written == ["face-keypoints.png", "my_photo__1_-2-keypoints.png", "my_photo__1_-keypoints.png"]
+    assert written == [
+        "face-keypoints.png",
+        "my_photo__1_-2-keypoints.png",
+        "my_photo__1_-keypoints.png",
+    ]
     with Image.open(out_dir / "my_photo__1_-keypoints.png") as drawing:
         assert drawing.size == Image.open(first).size
 

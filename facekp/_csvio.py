@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import functools
 import hashlib
 import io
 import json
@@ -68,13 +69,19 @@ class RowValueError(ValueError):
         self.column = column
 
 
-@dataclass(frozen=True)
+@dataclass
 class OpenedSource:
-    """A source ready to read: ``label`` names it in messages, ``identity`` keys the cache."""
+    """A source ready to read: ``label`` names it in messages and ``size`` is in bytes."""
 
     label: str
     stream: BinaryIO
-    identity: dict[str, object]
+    size: int
+    _identify: Callable[[], dict[str, object]]
+
+    @functools.cached_property
+    def identity(self) -> dict[str, object]:
+        """The cache key of the source, computed on first use (hashing bytes takes time)."""
+        return self._identify()
 
 
 @contextlib.contextmanager
@@ -89,16 +96,17 @@ def open_source(source: Source, name: str | None = None) -> Iterator[OpenedSourc
     if isinstance(source, (str, os.PathLike)):
         path = Path(source)
         label = str(path)
-        stat = _stat_file(path)
-        identity = {"path": str(path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
-        try:
-            stream = path.open("rb")
-        except OSError as error:
-            raise DataFormatError(f"cannot be opened ({error.strerror})", path=label) from error
-        with stream:
+        with _open_file(path) as stream:
+            # Stat the opened file, so the cache key describes the bytes about to be read.
+            stat = os.fstat(stream.fileno())
+            identity = {
+                "path": str(path.resolve()),
+                "size": stat.st_size,
+                "mtime_ns": stat.st_mtime_ns,
+            }
             check_text_head(stream.read(_SNIFF_BYTES), label)
             stream.seek(0)
-            yield OpenedSource(label=label, stream=stream, identity=identity)
+            yield OpenedSource(label, stream, stat.st_size, lambda: identity)
         return
 
     if isinstance(source, (bytes, bytearray, memoryview)):
@@ -112,19 +120,22 @@ def open_source(source: Source, name: str | None = None) -> Iterator[OpenedSourc
     else:
         raise TypeError(f"expected a path, bytes or a binary file object, got {type(source)}")
     check_text_head(content[:_SNIFF_BYTES], label)
-    identity = {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
-    yield OpenedSource(label=label, stream=io.BytesIO(content), identity=identity)
+
+    def identify() -> dict[str, object]:
+        return {"sha256": hashlib.sha256(content).hexdigest(), "size": len(content)}
+
+    yield OpenedSource(label, io.BytesIO(content), len(content), identify)
 
 
-def _stat_file(path: Path) -> os.stat_result:
+def _open_file(path: Path) -> BinaryIO:
     if path.is_dir():
         raise DataFormatError("is a folder; pass the path of a CSV file", path=str(path))
     try:
-        return path.stat()
+        return path.open("rb")
     except FileNotFoundError as error:
         raise DataFormatError("file not found; check the path", path=str(path)) from error
     except OSError as error:
-        raise DataFormatError(f"cannot be read ({error.strerror})", path=str(path)) from error
+        raise DataFormatError(f"cannot be opened ({error.strerror})", path=str(path)) from error
 
 
 def check_text_head(head: bytes, label: str) -> None:

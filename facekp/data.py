@@ -232,7 +232,7 @@ def _parse_training_csv(opened: OpenedSource, skip_bad_rows: bool) -> KeypointSe
     header = read_header(records, opened.label)
     columns = _training_columns(header, opened.label)
 
-    images = _ImageBuffer(int(opened.identity["size"]))
+    images = _ImageBuffer(opened.size)
     keypoints: list[np.ndarray] = []
     names: list[str] = []
     problems: list[RowProblem] = []

@@ -440,16 +440,18 @@ def check_submission(source: Source, lookup: IdLookup, *, name: str | None = Non
     if len(missing) or len(extra):
         parts = []
         if len(missing):
-            parts.append(
-                f"{len(missing)} RowIds of the lookup table are missing (first {missing[0]})"
-            )
+            parts.append(f"missing RowIds of the lookup table: {_count_and_first(missing)}")
         if len(extra):
-            parts.append(f"{len(extra)} RowIds are not in the lookup table (first {extra[0]})")
+            parts.append(f"RowIds not in the lookup table: {_count_and_first(extra)}")
         raise DataFormatError(
             "; ".join(parts) + "; write one row per RowId of IdLookupTable.csv", path=label
         )
     order = np.argsort(row_ids)
     return locations[order[np.searchsorted(row_ids[order], expected)]]
+
+
+def _count_and_first(row_ids: np.ndarray) -> str:
+    return f"{len(row_ids)} (the first is {row_ids[0]})"
 
 
 __all__ = [

@@ -150,9 +150,9 @@ def test_submission_missing_and_extra_rows(tmp_path, lookup):
         extra, index=False
     )
 
-    with pytest.raises(DataFormatError, match="2 RowIds of the lookup table are missing"):
+    with pytest.raises(DataFormatError, match="missing RowIds of the lookup table: 2 "):
         check_submission(missing, lookup)
-    with pytest.raises(DataFormatError, match="1 RowIds are not in the lookup table"):
+    with pytest.raises(DataFormatError, match="RowIds not in the lookup table: 1 "):
         check_submission(extra, lookup)
 
 

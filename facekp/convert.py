@@ -9,9 +9,6 @@ and overlaps their bounding box best; photos without one are skipped and counted
 from __future__ import annotations
 
 import logging
-import os
-import re
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,16 +17,13 @@ import numpy as np
 from tqdm import tqdm
 
 from facekp.crop import DEFAULT_FRAMING, Framing, crop_face
-from facekp.data import IMAGE_COLUMN, KeypointSet
+from facekp.data import KeypointSet, person_from_filename
 from facekp.detect import Detection, FaceDetector, default_detector, find_faces
 from facekp.errors import DataFormatError
-from facekp.keypoints import COORDINATE_COLUMNS, FACE_SIZE, ibug68_to_kaggle
+from facekp.keypoints import FACE_SIZE, KEYPOINT_NAMES, ibug68_to_kaggle
 from facekp.landmarks import IMAGE_SUFFIXES, LandmarkSet
 
 log = logging.getLogger(__name__)
-
-# Column of converted files that holds each face's source image file name.
-NAME_COLUMN = "Name"
 
 # Reasons for skipping a photo, as counted in Conversion.skipped.
 SKIP_IMAGE_MISSING = "image missing"
@@ -48,8 +42,6 @@ SKIP_REASONS = (
 # Keypoints must lie on the 96x96 crop: pixel centres 0..95, pixel edges -0.5..95.5.
 _CROP_LOW, _CROP_HIGH = -0.5, FACE_SIZE - 0.5
 
-_PERSON_PATTERN = re.compile(r"^(?P<person>.+)_\d+$")
-
 
 @dataclass
 class Conversion:
@@ -67,16 +59,6 @@ class Conversion:
     @property
     def num_skipped(self) -> int:
         return sum(len(names) for names in self.skipped.values())
-
-
-def person_of(name: str) -> str:
-    """Return the person in an image file name: the stem before its last ``_N`` suffix.
-
-    ``Luis_Fonsi_21.jpg`` gives ``Luis_Fonsi``; a stem without such a suffix is returned whole.
-    """
-    stem = Path(name).stem
-    match = _PERSON_PATTERN.match(stem)
-    return match.group("person") if match else stem
 
 
 def convert_landmarks(
@@ -120,7 +102,7 @@ def convert_landmarks(
         images=np.asarray(images, dtype=np.uint8).reshape(-1, FACE_SIZE, FACE_SIZE),
         keypoints=np.asarray(keypoints, dtype=np.float32).reshape(-1, 15, 2),
         names=names,
-        groups=[person_of(name) for name in names],
+        groups=[person_from_filename(name) for name in names],
     )
     conversion = Conversion(
         faces=faces,
@@ -210,47 +192,36 @@ def _intersection_over_union(a: tuple[float, ...], b: tuple[float, ...]) -> floa
     return intersection / union if union > 0 else 0.0
 
 
-def write_converted_csv(faces: KeypointSet, path: str | Path) -> Path:
-    """Write ``faces`` as a Kaggle ``training.csv`` with a trailing ``Name`` column, atomically.
+def fit_framing(
+    keypoints: np.ndarray,
+    framing: Framing,
+    *,
+    outer_eye_distance: float = 50.0,
+    eye_y: float = 38.0,
+    eye_x: float = (FACE_SIZE - 1) / 2,
+) -> Framing:
+    """Fit a framing that puts the mean face where Kaggle's faces sit.
 
-    The columns are the 30 keypoint coordinates, ``Image`` (9216 space-separated gray
-    values) and ``Name`` (the source image file name). The file is written to a temporary
-    file in the same folder and renamed into place, so a failed write never leaves half a
-    file. Missing coordinates are written as empty cells. Returns the written path.
+    ``keypoints`` is ``(N, 15, 2)`` in pixels of crops made with ``framing``. The returned
+    framing makes, on average over these faces, the outer eye corners ``outer_eye_distance``
+    px apart, the eye centres' mean ``y`` equal to ``eye_y`` and their midpoint's ``x`` equal
+    to ``eye_x``, all in crop pixels. Crop coordinates are affine in the framing, so the fit
+    is exact for the same detector boxes; faces that newly fall outside the crop change it
+    slightly, so refit once on the new crops.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.is_dir():
-        raise DataFormatError("is a folder; pass the path of the CSV file to write", path=str(path))
+    keypoints = np.asarray(keypoints, dtype=np.float64)
+    centre = FACE_SIZE / 2 - 0.5
+    names = list(KEYPOINT_NAMES)
+    eyes = keypoints[:, [names.index("left_eye_center"), names.index("right_eye_center")]]
+    corners = keypoints[:, [names.index("left_eye_outer_corner"), names.index("right_eye_outer_corner")]]
 
-    header = ",".join((*COORDINATE_COLUMNS, IMAGE_COLUMN, NAME_COLUMN))
-    descriptor, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            handle.write(header + "\n")
-            for image, keypoints, name in zip(faces.images, faces.keypoints, _names(faces)):
-                handle.write(_csv_row(image, keypoints, name))
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates the file readable by its owner only; give it the usual mode.
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(temporary, 0o666 & ~umask)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    return path
+    # In units of the detector box width: crop u = centre + size * (a - shift) / scale, where
+    # a is the point's offset from the box centre, so a = (u - centre) * scale / size + shift.
+    distance = np.linalg.norm(corners[:, 0] - corners[:, 1], axis=-1) * framing.scale / FACE_SIZE
+    offset_x = (eyes[..., 0].mean(axis=1) - centre) * framing.scale / FACE_SIZE + framing.shift_x
+    offset_y = (eyes[..., 1].mean(axis=1) - centre) * framing.scale / FACE_SIZE + framing.shift_y
 
-
-def _names(faces: KeypointSet) -> list[str]:
-    return faces.names if len(faces.names) == len(faces) else [str(i) for i in range(len(faces))]
-
-
-def _csv_row(image: np.ndarray, keypoints: np.ndarray, name: str) -> str:
-    coordinates = ",".join("" if np.isnan(v) else f"{v:.4f}" for v in keypoints.reshape(-1))
-    pixels = " ".join(map(str, image.reshape(-1).tolist()))
-    # Quote the name only when CSV needs it.
-    if any(character in name for character in ',"\n\r'):
-        name = '"' + name.replace('"', '""') + '"'
-    return f"{coordinates},{pixels},{name}\n"
+    scale = float(np.nanmean(distance)) * FACE_SIZE / outer_eye_distance
+    shift_x = float(np.nanmean(offset_x)) - (eye_x - centre) * scale / FACE_SIZE
+    shift_y = float(np.nanmean(offset_y)) - (eye_y - centre) * scale / FACE_SIZE
+    return Framing(scale=round(scale, 4), shift_x=round(shift_x, 4), shift_y=round(shift_y, 4))

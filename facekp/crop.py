@@ -30,7 +30,7 @@ class Framing:
 # The framing of every converted training face and of every photo the model sees.
 # NOTE: it is fitted to the boxes of facekp.detect.default_detector(); another detector
 # frames faces differently and needs its own fit.
-DEFAULT_FRAMING = Framing(scale=0.99, shift_x=0.0, shift_y=0.01)
+DEFAULT_FRAMING = Framing(scale=0.945, shift_x=0.014, shift_y=0.005)
 
 
 @dataclass(frozen=True)

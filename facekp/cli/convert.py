@@ -45,7 +45,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from facekp.convert import convert_landmarks, write_converted_csv
+    from facekp.convert import convert_landmarks
+    from facekp.data import write_training_csv
     from facekp.landmarks import load_landmarks
 
     landmarks_path: Path = args.landmarks
@@ -63,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
             "of the labelled photos",
             path=str(landmarks_path),
         )
-    written = write_converted_csv(conversion.faces, args.out)
+    written = write_training_csv(args.out, conversion.faces)
 
     print(f"converted {len(conversion.faces)} of {len(landmarks)} photos")
     print(f"skipped {conversion.num_skipped}" + (

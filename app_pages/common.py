@@ -27,7 +27,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 # Converted data sets and saved uploads; FACEKP_DATA_DIR names another folder.
 DATA_DIR = Path(os.environ.get("FACEKP_DATA_DIR") or REPO_ROOT / "data")
 UPLOADS_DIR = DATA_DIR / "uploads"
-SHIPPED_LABEL = "Shipped model"
+DEFAULT_LABEL = "Default model"
+# A checkpoint to offer as the default model in place of the shipped one, for a deployment
+# that serves its own model.
+DEFAULT_MODEL_ENV = "FACEKP_MODEL"
 # The chosen model's label. Streamlit drops a widget's own state when the page changes, so
 # the choice is kept under a separate key and copied into the widget on every run.
 MODEL_STATE_KEY = "model_choice"
@@ -64,9 +67,15 @@ class ModelChoice:
     path: Path
 
 
+def default_model_path() -> Path:
+    """Return ``$FACEKP_MODEL`` if set, else the model that ships in ``facekp/assets/``."""
+    configured = os.environ.get(DEFAULT_MODEL_ENV)
+    return Path(configured) if configured else shipped_model_path()
+
+
 def model_choices() -> list[ModelChoice]:
-    """Return the shipped model, then ``best.pt`` and ``last.pt`` of every run, newest first."""
-    choices = [ModelChoice(SHIPPED_LABEL, shipped_model_path())]
+    """Return the default model, then ``best.pt`` and ``last.pt`` of every run, newest first."""
+    choices = [ModelChoice(DEFAULT_LABEL, default_model_path())]
     for run in runs.list_runs():
         for checkpoint in (run.best_checkpoint, run.last_checkpoint):
             if checkpoint is not None:
@@ -98,7 +107,7 @@ def model_sidebar() -> None:
     choices = model_choices()
     labels = [choice.label for choice in choices]
     if st.session_state.get(MODEL_STATE_KEY) not in labels:
-        st.session_state[MODEL_STATE_KEY] = SHIPPED_LABEL
+        st.session_state[MODEL_STATE_KEY] = DEFAULT_LABEL
     st.session_state[MODEL_WIDGET_KEY] = st.session_state[MODEL_STATE_KEY]
 
     def remember_choice() -> None:
@@ -110,8 +119,8 @@ def model_sidebar() -> None:
             labels,
             key=MODEL_WIDGET_KEY,
             on_change=remember_choice,
-            help="The shipped model, or a checkpoint of a training run under "
-            f"{runs.runs_dir()}",
+            help=f"The default model ({default_model_path()}), or a checkpoint of a training "
+            f"run under {runs.runs_dir()}",
         )
         choice = choices[labels.index(label)]
         try:
@@ -139,9 +148,9 @@ def _show_model_summary(model: KeypointModel) -> None:
 def selected_model() -> KeypointModel:
     """Return the model picked in the sidebar, or show the error and stop the page."""
     labels = {choice.label: choice for choice in model_choices()}
-    choice = labels.get(st.session_state.get(MODEL_STATE_KEY, SHIPPED_LABEL))
+    choice = labels.get(st.session_state.get(MODEL_STATE_KEY, DEFAULT_LABEL))
     if choice is None:
-        choice = ModelChoice(SHIPPED_LABEL, shipped_model_path())
+        choice = ModelChoice(DEFAULT_LABEL, default_model_path())
     try:
         return load_model_cached(choice.path)
     except FacekpError as error:

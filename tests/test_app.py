@@ -27,6 +27,7 @@ def app_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Empty runs and data folders for the app, so tests never see each other's files."""
     monkeypatch.setenv(runs.RUNS_DIR_ENV, str(tmp_path / "runs"))
     monkeypatch.setenv("FACEKP_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.delenv("FACEKP_MODEL", raising=False)  # Always the shipped model.
     monkeypatch.chdir(REPO)
     return tmp_path
 

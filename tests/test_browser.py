@@ -78,6 +78,7 @@ def app_url(app_folders: dict[str, Path]) -> Iterator[str]:
         FACEKP_RUNS_DIR=str(app_folders["runs"]),
         FACEKP_DATA_DIR=str(app_folders["data"]),
     )
+    env.pop("FACEKP_MODEL", None)  # Always the shipped model.
     log_path = app_folders["files"] / "streamlit.log"
     command = [
         sys.executable, "-m", "streamlit", "run", "app.py",
@@ -201,14 +202,14 @@ def test_gradcam_layer_changes_overlay(page, app_url: str, ytf68: Path) -> None:
     shot(page, "gradcam-default-layer")
     before = first_image_source(page)
 
-    layer_box = page.locator('[data-testid="stSelectbox"]').filter(has_text="Layer")
-    current = layer_box.locator('[data-baseweb="select"]').inner_text().strip()
-    layer_box.locator('[data-baseweb="select"]').click()
-    options = page.locator('[role="option"]')
+    layer_box = page.get_by_role("combobox", name="Layer")
+    current = layer_box.input_value()
+    layer_box.click()
+    options = page.get_by_role("option")
     options.first.wait_for()
     names = [text.strip() for text in options.all_inner_texts()]
     other = next(name for name in names if name != current)
-    page.locator('[role="option"]', has_text=other).first.click()
+    page.get_by_role("option", name=other, exact=True).click()
     page.wait_for_function(
         "src => { const img = document.querySelector('[data-testid=\"stImage\"] img');"
         " return img && img.src !== src; }",
@@ -218,6 +219,7 @@ def test_gradcam_layer_changes_overlay(page, app_url: str, ytf68: Path) -> None:
     shot(page, "gradcam-other-layer")
 
     assert len(names) >= 2
+    assert layer_box.input_value() == other
     assert first_image_source(page) != before
 
 

@@ -344,6 +344,11 @@ def _training_columns(header: list[str], label: str) -> dict[str, int]:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
+            if not name or name.startswith("Unnamed:"):
+                hint = (
+                    "; an unnamed column comes from a trailing comma or from a row index "
+                    "(write the file with pandas' index=False)"
+                )
             raise DataFormatError(
                 "unexpected column in the header; a training CSV has the 30 keypoint columns "
                 f"({COORDINATE_COLUMNS[0]} ... {COORDINATE_COLUMNS[-1]}), Image and "

@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import pickle
 import zipfile
 from pathlib import Path
 
@@ -107,6 +108,17 @@ def test_load_bytes_and_file_object(tmp_path, kaggle_like_faces):
 
     assert_same_faces(from_bytes, kaggle_like_faces, atol=1e-5)
     assert_same_faces(from_file, kaggle_like_faces, atol=1e-5)
+
+
+def test_loaded_set_pickles(tmp_path, kaggle_like_faces):
+    path = write_rows(tmp_path / "bad.csv", corrupt_rows(kaggle_rows(kaggle_like_faces)))
+    loaded = load_training_csv(path, skip_bad_rows=True, use_cache=False)
+
+    restored = pickle.loads(pickle.dumps(loaded))
+
+    assert_same_faces(restored, loaded)
+    assert restored.names == loaded.names
+    assert restored.skipped_rows == loaded.skipped_rows
 
 
 def test_load_crlf_and_bom(tmp_path, real_faces):
@@ -218,6 +230,15 @@ def test_misspelt_column(tmp_path, good_rows):
 
     assert "unexpected column" in str(error)
     assert "did you mean 'left_eye_center_x'" in str(error)
+
+
+def test_index_column_from_pandas(tmp_path, good_rows):
+    rows = [[""] + good_rows[0]] + [[str(i)] + row for i, row in enumerate(good_rows[1:])]
+    path = write_rows(tmp_path / "bad.csv", rows)
+
+    error = expect_error(path, column="")
+
+    assert "index=False" in str(error)
 
 
 def test_repeated_column(tmp_path, good_rows):
@@ -442,6 +463,20 @@ def test_skip_bad_rows_keeps_header_errors(tmp_path, good_rows):
 
     with pytest.raises(DataFormatError, match="unexpected column"):
         load_training_csv(path, skip_bad_rows=True, use_cache=False)
+
+
+def test_skip_row_with_invalid_bytes(tmp_path, real_faces):
+    rows = kaggle_rows(real_faces.subset(range(5)), with_names=True)
+    content = "\n".join(",".join(row) for row in rows).encode("utf-8")
+    broken = content.replace(rows[3][-1].encode(), b"Jos\xe9_01.jpg")
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(broken)
+
+    loaded = load_training_csv(path, skip_bad_rows=True, use_cache=False)
+
+    assert loaded.names == [rows[i][-1] for i in (1, 2, 4, 5)]
+    assert [problem.row for problem in loaded.skipped_rows] == [3]
+    assert loaded.skipped_rows[0].column == "Name"
 
 
 # ---------------------------------------------------------------------------------------------

@@ -213,17 +213,26 @@ def load_training_csv(
     """
     options = {"skip_bad_rows": bool(skip_bad_rows)}
     with open_source(source, name) as opened:
+        keypoint_set = None
         if use_cache:
             cached = load_cached("training", opened.identity, options, _CACHE_DTYPES)
             if cached is not None:
-                restored = _keypoint_set_from_arrays(cached, opened.label)
-                if restored is not None:
-                    return restored
-        keypoint_set = _parse_training_csv(opened, skip_bad_rows)
-        if use_cache:
-            store_cached(
-                "training", opened.identity, options, _keypoint_set_to_arrays(keypoint_set)
-            )
+                keypoint_set = _keypoint_set_from_arrays(cached, opened.label)
+        if keypoint_set is None:
+            keypoint_set = _parse_training_csv(opened, skip_bad_rows)
+            if use_cache:
+                arrays = _keypoint_set_to_arrays(keypoint_set)
+                store_cached("training", opened.identity, options, arrays)
+
+    if keypoint_set.skipped_rows:
+        problems = keypoint_set.skipped_rows
+        log.warning(
+            "%s: skipped %d of %d rows; first problems: %s",
+            opened.label,
+            len(problems),
+            len(keypoint_set) + len(problems),
+            "; ".join(str(problem) for problem in problems[:_PROBLEMS_LOGGED]),
+        )
     return keypoint_set
 
 
@@ -264,15 +273,6 @@ def _parse_training_csv(opened: OpenedSource, skip_bad_rows: bool) -> KeypointSe
             f"all {len(problems)} data rows are invalid; the first: {problems[0]}",
             path=opened.label,
         )
-    if problems:
-        log.warning(
-            "%s: skipped %d of %d rows; first problems: %s",
-            opened.label,
-            len(problems),
-            row,
-            "; ".join(str(problem) for problem in problems[:_PROBLEMS_LOGGED]),
-        )
-
     has_names = NAME_COLUMN in columns
     keypoint_set = KeypointSet(
         images=images.finish(),

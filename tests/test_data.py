@@ -504,13 +504,15 @@ def test_cache_hit_returns_same_arrays(tmp_path, monkeypatch, kaggle_like_faces)
     assert second.groups == first.groups
 
 
-def test_cache_keeps_skipped_rows(tmp_path, monkeypatch, kaggle_like_faces):
+def test_cache_keeps_skipped_rows(tmp_path, monkeypatch, kaggle_like_faces, caplog):
     monkeypatch.setenv("FACEKP_CACHE_DIR", str(tmp_path / "cache"))
     path = write_rows(tmp_path / "bad.csv", corrupt_rows(kaggle_rows(kaggle_like_faces)))
     first = load_training_csv(path, skip_bad_rows=True)
 
-    second = load_training_csv(path, skip_bad_rows=True)
+    with caplog.at_level(logging.WARNING, logger="facekp.data"):
+        second = load_training_csv(path, skip_bad_rows=True)
 
+    assert "skipped 3 of" in caplog.text  # warned on a cache hit too
     assert second.skipped_rows == first.skipped_rows
     assert len(second.skipped_rows) == 3
     with pytest.raises(DataFormatError):

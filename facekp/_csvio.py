@@ -300,8 +300,10 @@ def write_atomically(path: str | Path, write: Callable[[TextIO], None]) -> Path:
 
 
 def cache_dir() -> Path:
-    """Return the cache folder: ``$FACEKP_CACHE_DIR``, else ``$XDG_CACHE_HOME/facekp``, else
-    ``~/.cache/facekp``."""
+    """Return the folder for cached arrays.
+
+    It is ``$FACEKP_CACHE_DIR`` if set, else ``$XDG_CACHE_HOME/facekp``, else ``~/.cache/facekp``.
+    """
     configured = os.environ.get("FACEKP_CACHE_DIR")
     if configured:
         return Path(configured)
@@ -312,10 +314,15 @@ def cache_dir() -> Path:
 def _cache_stem(
     kind: str, identity: dict[str, object], options: dict[str, object]
 ) -> tuple[str, str]:
-    """Return the file-name prefix shared by every version of one source, and the full stem."""
+    """Return the file-name prefix shared by every version of one source, and the full stem.
+
+    The prefix covers the path and the options, so entries of one file loaded with different
+    options do not replace each other.
+    """
     if "path" in identity:
-        owner = hashlib.sha256(str(identity["path"]).encode("utf-8", "surrogatepass")).hexdigest()
-        prefix = f"{kind}-{owner[:16]}-"
+        owner = json.dumps({"path": identity["path"], "options": options}, sort_keys=True)
+        owner_hash = hashlib.sha256(owner.encode("utf-8", "surrogatepass")).hexdigest()
+        prefix = f"{kind}-{owner_hash[:16]}-"
     else:
         prefix = f"{kind}-upload-"
     key = json.dumps(

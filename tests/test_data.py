@@ -517,6 +517,11 @@ def test_cache_keeps_skipped_rows(tmp_path, monkeypatch, kaggle_like_faces, capl
     assert len(second.skipped_rows) == 3
     with pytest.raises(DataFormatError):
         load_training_csv(path)  # a strict load is not answered by the lenient entry
+    fixed = kaggle_like_faces.subset(range(4))
+    other = write_training_csv(tmp_path / "other.csv", fixed)
+    load_training_csv(other)
+    load_training_csv(other, skip_bad_rows=True)
+    assert len(cache_entries(tmp_path / "cache")) == 3  # one per file and option
 
 
 def test_cache_follows_file_changes(tmp_path, monkeypatch, kaggle_like_faces):

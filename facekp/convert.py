@@ -20,7 +20,7 @@ from facekp.crop import DEFAULT_FRAMING, Framing, crop_face
 from facekp.data import KeypointSet, person_from_filename
 from facekp.detect import Detection, FaceDetector, default_detector, find_faces
 from facekp.errors import DataFormatError
-from facekp.keypoints import FACE_SIZE, KEYPOINT_NAMES, ibug68_to_kaggle
+from facekp.keypoints import FACE_SIZE, KEYPOINT_NAMES, NUM_KEYPOINTS, ibug68_to_kaggle
 from facekp.landmarks import IMAGE_SUFFIXES, LandmarkSet
 
 log = logging.getLogger(__name__)
@@ -47,14 +47,16 @@ _CROP_LOW, _CROP_HIGH = -0.5, FACE_SIZE - 0.5
 class Conversion:
     """The outcome of :func:`convert_landmarks`.
 
-    ``faces`` holds the converted faces with image file names and person groups;
+    ``faces`` contains the converted faces with image file names and person groups.
     ``boxes`` is ``(N, 4)`` float64, the chosen detector box ``(x, y, w, h)`` of each face in
-    photo pixels; ``skipped`` maps each reason in :data:`SKIP_REASONS` to the skipped names.
+    photo pixels. ``skipped`` maps each reason in :data:`SKIP_REASONS` to the skipped names,
+    and ``partial`` lists the kept faces whose keypoints outside the crop were set missing.
     """
 
     faces: KeypointSet
     boxes: np.ndarray
     skipped: dict[str, list[str]] = field(default_factory=dict)
+    partial: list[str] = field(default_factory=list)
 
     @property
     def num_skipped(self) -> int:
@@ -67,13 +69,16 @@ def convert_landmarks(
     *,
     detector: FaceDetector | None = None,
     framing: Framing = DEFAULT_FRAMING,
+    keep_partial: bool = False,
     progress: bool = False,
 ) -> Conversion:
     """Detect, match and crop the labelled face of every photo in ``landmarks``.
 
     Photos are read from ``images_dir`` as grayscale. Keypoints are the 15 Kaggle keypoints
-    mapped from the 68 landmarks, in pixels of the 96x96 crop. ``progress`` shows a progress
-    bar on stderr.
+    mapped from the 68 landmarks, in pixels of the 96x96 crop. A face with keypoints outside
+    the crop is skipped, unless ``keep_partial`` is true: then those keypoints are NaN
+    (missing, as in Kaggle's data) and the face is kept. ``progress`` shows a progress bar on
+    stderr.
     """
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
@@ -83,24 +88,26 @@ def convert_landmarks(
         )
     detector = detector or default_detector()
 
-    images, keypoints, names, boxes = [], [], [], []
+    images, keypoints, names, boxes, partial = [], [], [], [], []
     skipped: dict[str, list[str]] = {reason: [] for reason in SKIP_REASONS}
     rows = zip(landmarks.names, landmarks.points)
     for name, points in tqdm(rows, total=len(landmarks), disable=not progress, unit="photo"):
-        outcome = _convert_one(images_dir, name, points, detector, framing)
-        if isinstance(outcome, str):
-            skipped[outcome].append(name)
-            log.debug("skipped %s: %s", name, outcome)
+        try:
+            face = _convert_one(images_dir, name, points, detector, framing, keep_partial)
+        except _Skipped as skip:
+            skipped[skip.reason].append(name)
+            log.debug("skipped %s: %s", name, skip.reason)
             continue
-        image_name, crop, crop_keypoints, box = outcome
-        images.append(crop)
-        keypoints.append(crop_keypoints)
-        names.append(image_name)
-        boxes.append(box)
+        images.append(face.crop)
+        keypoints.append(face.keypoints)
+        names.append(face.image_name)
+        boxes.append(face.box)
+        if np.isnan(face.keypoints).any():
+            partial.append(face.image_name)
 
     faces = KeypointSet(
         images=np.asarray(images, dtype=np.uint8).reshape(-1, FACE_SIZE, FACE_SIZE),
-        keypoints=np.asarray(keypoints, dtype=np.float32).reshape(-1, 15, 2),
+        keypoints=np.asarray(keypoints, dtype=np.float32).reshape(-1, NUM_KEYPOINTS, 2),
         names=names,
         groups=[person_from_filename(name) for name in names],
     )
@@ -108,11 +115,30 @@ def convert_landmarks(
         faces=faces,
         boxes=np.asarray(boxes, dtype=np.float64).reshape(-1, 4),
         skipped={reason: found for reason, found in skipped.items() if found},
+        partial=partial,
     )
     log.info(
-        "converted %d of %d photos, skipped %d", len(faces), len(landmarks), conversion.num_skipped
+        "converted %d of %d photos (%d with keypoints outside the crop left missing), skipped %d",
+        len(faces),
+        len(landmarks),
+        len(partial),
+        conversion.num_skipped,
     )
     return conversion
+
+
+class _Skipped(Exception):
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass
+class _Face:
+    image_name: str
+    crop: np.ndarray
+    keypoints: np.ndarray
+    box: tuple[float, float, float, float]
 
 
 def _convert_one(
@@ -121,27 +147,33 @@ def _convert_one(
     points: np.ndarray,
     detector: FaceDetector,
     framing: Framing,
-) -> tuple[str, np.ndarray, np.ndarray, tuple[float, ...]] | str:
-    """Return ``(image name, crop, keypoints, box)`` for one photo, or the reason to skip it."""
+    keep_partial: bool,
+) -> _Face:
+    """Convert one photo; raise :class:`_Skipped` with one of :data:`SKIP_REASONS` if it fails."""
     path = resolve_image(images_dir, name)
     if path is None:
-        return SKIP_IMAGE_MISSING
-    gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+        raise _Skipped(SKIP_IMAGE_MISSING)
+    try:
+        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    except cv2.error:
+        gray = None
     if gray is None or gray.size == 0:
-        return SKIP_UNREADABLE
+        raise _Skipped(SKIP_UNREADABLE)
 
     detections = find_faces(gray, detector)
     if not detections:
-        return SKIP_NO_FACE
+        raise _Skipped(SKIP_NO_FACE)
     match = match_detection(detections, points)
     if match is None:
-        return SKIP_FACE_ELSEWHERE
+        raise _Skipped(SKIP_FACE_ELSEWHERE)
 
     crop, face_crop = crop_face(gray, match.box, framing)
     keypoints = face_crop.to_crop(ibug68_to_kaggle(points))
-    if keypoints.min() < _CROP_LOW or keypoints.max() > _CROP_HIGH:
-        return SKIP_OUTSIDE_CROP
-    return path.name, crop, keypoints, match.box
+    outside = ((keypoints < _CROP_LOW) | (keypoints > _CROP_HIGH)).any(axis=1)
+    if outside.any() and not keep_partial:
+        raise _Skipped(SKIP_OUTSIDE_CROP)
+    keypoints[outside] = np.nan
+    return _Face(image_name=path.name, crop=crop, keypoints=keypoints, box=match.box)
 
 
 def resolve_image(images_dir: Path, name: str) -> Path | None:

@@ -333,6 +333,25 @@ def test_conversion_skip_reasons(tmp_path: Path, ytf68: Path, sample: LandmarkSe
     assert conversion.skipped[SKIP_OUTSIDE_CROP] == ["spread_01.jpg"]
 
 
+def test_keep_partial_sets_missing(tmp_path: Path, ytf68: Path, sample: LandmarkSet) -> None:
+    name, points = sample.names[0], sample.points[0]
+    (tmp_path / name).symlink_to(ytf68 / "test" / name)
+    # Move the bottom-lip centre (point 57) below the crop, by 60% of the face's height.
+    lowered = points.copy()
+    lowered[57, 1] += 0.6 * (points[:, 1].max() - points[:, 1].min())
+    landmarks = LandmarkSet(names=[name], points=lowered[None], source=tmp_path)
+
+    skipping = convert_landmarks(landmarks, tmp_path)
+    keeping = convert_landmarks(landmarks, tmp_path, keep_partial=True)
+
+    assert skipping.skipped == {SKIP_OUTSIDE_CROP: [name]}
+    assert keeping.partial == [name]
+    labelled = keeping.faces.labelled[0]
+    bottom_lip = KEYPOINT_NAMES.index("mouth_center_bottom_lip")
+    assert not labelled[bottom_lip]
+    assert labelled.sum() == 14
+
+
 def test_missing_image_folder_message(tmp_path: Path, sample: LandmarkSet) -> None:
     with pytest.raises(DataFormatError, match="image folder not found"):
         convert_landmarks(sample, tmp_path / "absent")

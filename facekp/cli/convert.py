@@ -41,6 +41,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="pixel number of the top-left pixel in .pts files: 1 for 300-W files (default), "
         "0 for files that count from 0",
     )
+    parser.add_argument(
+        "--keep-partial",
+        action="store_true",
+        help="keep faces whose keypoints leave the 96x96 crop, with those keypoints missing "
+        "(default: skip such faces)",
+    )
     parser.set_defaults(run=run)
 
 
@@ -56,7 +62,9 @@ def run(args: argparse.Namespace) -> int:
     _reject_overwriting_input(args.out, landmarks_path)
 
     landmarks = load_landmarks(landmarks_path, pts_one_based=args.pts_origin == 1)
-    conversion = convert_landmarks(landmarks, images_dir, progress=True)
+    conversion = convert_landmarks(
+        landmarks, images_dir, keep_partial=args.keep_partial, progress=True
+    )
     if len(conversion.faces) == 0:
         raise DataFormatError(
             f"no face of the {len(landmarks)} photos could be converted "
@@ -67,6 +75,8 @@ def run(args: argparse.Namespace) -> int:
     written = write_training_csv(args.out, conversion.faces)
 
     print(f"converted {len(conversion.faces)} of {len(landmarks)} photos")
+    if conversion.partial:
+        print(f"kept {len(conversion.partial)} with keypoints outside the crop set missing")
     print(f"skipped {conversion.num_skipped}" + (
         f": {_describe_skips(conversion.skipped)}" if conversion.skipped else ""
     ))

@@ -442,7 +442,8 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any] | None = None)
     return config
 
 
-def _check_run_dir(run_dir: Path, resume: bool) -> None:
+def check_run_dir(run_dir: Path, resume: bool) -> None:
+    """Raise :class:`RunDirectoryError` unless ``run_dir`` can start (or resume) a run."""
     if resume:
         if not (run_dir / LAST_FILE).is_file():
             raise RunDirectoryError(
@@ -475,7 +476,7 @@ def train(
     """
     config.validate()
     run_dir = Path(config.out)
-    _check_run_dir(run_dir, resume)
+    check_run_dir(run_dir, resume)
     run_dir.mkdir(parents=True, exist_ok=True)
     (run_dir / STOP_FILE).unlink(missing_ok=True)
 
@@ -578,17 +579,17 @@ def _train_loop(
     last_progress = 0.0
 
     def report(status: str, force: bool = False) -> None:
+        """Pass progress to ``on_progress`` and rewrite progress.json at most once a second."""
         nonlocal last_progress
-        now = time.monotonic()
-        if not force and now - last_progress < PROGRESS_INTERVAL_SECONDS:
-            return
-        last_progress = now
         progress = {
             "epoch": min(state.epoch, config.epochs), "epochs": config.epochs,
             "batch": batches if status == "finished" else state.batch, "batches": batches,
             "elapsed_seconds": round(state.elapsed_seconds, 3), "status": status,
         }
-        write_json_atomic(run_dir / PROGRESS_FILE, progress)
+        now = time.monotonic()
+        if force or now - last_progress >= PROGRESS_INTERVAL_SECONDS:
+            last_progress = now
+            write_json_atomic(run_dir / PROGRESS_FILE, progress)
         if on_progress is not None:
             on_progress(progress)
 

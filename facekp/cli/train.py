@@ -118,7 +118,7 @@ def run(args: argparse.Namespace) -> int:
 
     from tqdm import tqdm
 
-    from facekp.train import TrainConfig, prepare_resume, train
+    from facekp.train import TrainConfig, check_run_dir, prepare_resume, train
 
     given: dict[str, Any] = {
         name: getattr(args, name) for name in _CONFIG_OPTIONS if getattr(args, name) is not None
@@ -127,6 +127,7 @@ def run(args: argparse.Namespace) -> int:
     if args.resume:
         config = prepare_resume(args.out, {**given, "command": command})
     else:
+        check_run_dir(Path(args.out), resume=False)
         if "data" not in given:
             raise FacekpError("--data is required for a new run (or pass --resume)")
         config = TrainConfig(out=args.out, command=command, **given)

@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from facekp.checkpoint import load_model
+from facekp.cli import main
 from facekp.detect import MAX_DETECTION_SIDE, default_detector
 from facekp.keypoints import KEYPOINT_NAMES, ibug68_to_kaggle
 from facekp.landmarks import read_landmark_csv
@@ -284,25 +285,23 @@ def test_results_to_json_schema(model, ytf68: Path) -> None:
     assert document["images"][1]["error"].startswith("not an image")
 
 
-def run_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "facekp", *args],
+def test_cli_json_and_exit_status(model, ytf68: Path, tmp_path: Path, capsys) -> None:
+    good = str(ytf68 / "test" / PHOTO_NAME)
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
+
+    all_good = main(["predict", good, "--json"])
+    all_good_document = json.loads(capsys.readouterr().out)
+    mixed = subprocess.run(
+        [sys.executable, "-m", "facekp", "predict", good, str(bad), "--json"],
         cwd=REPO,
         capture_output=True,
         text=True,
         timeout=120,
     )
 
-
-def test_cli_json_and_exit_status(model, ytf68: Path, tmp_path: Path) -> None:
-    good = str(ytf68 / "test" / PHOTO_NAME)
-    bad = tmp_path / "bad.png"
-    bad.write_bytes(b"\x89PNG\r\n\x1a\n truncated")
-
-    all_good = run_cli("predict", good, "--json")
-    mixed = run_cli("predict", good, str(bad), "--json")
-
-    assert all_good.returncode == 0, all_good.stderr
+    assert all_good == 0
+    check_json_schema(all_good_document)
     assert mixed.returncode == 1, mixed.stderr
     document = json.loads(mixed.stdout)
     check_json_schema(document)
@@ -313,7 +312,7 @@ def test_cli_json_and_exit_status(model, ytf68: Path, tmp_path: Path) -> None:
     assert "Traceback" not in mixed.stderr
 
 
-def test_cli_table_and_drawings(ytf68: Path, tmp_path: Path, real_faces) -> None:
+def test_cli_table_and_drawings(ytf68: Path, tmp_path: Path, real_faces, capsys) -> None:
     first = tmp_path / "a" / "my photo (1).jpg"
     second = tmp_path / "b" / "my photo (1).jpg"
     crop = tmp_path / "face.png"
@@ -323,12 +322,13 @@ def test_cli_table_and_drawings(ytf68: Path, tmp_path: Path, real_faces) -> None
     Image.fromarray(real_faces.images[0]).save(crop)
     out_dir = tmp_path / "drawn"
 
-    completed = run_cli("predict", str(first), str(second), str(crop), "--out-dir", str(out_dir))
+    status = main(["predict", str(first), str(second), str(crop), "--out-dir", str(out_dir)])
 
-    assert completed.returncode == 0, completed.stderr
-    assert "detector" in completed.stdout
-    assert "whole image" in completed.stdout
-    assert "nose_tip" in completed.stdout
+    captured = capsys.readouterr()
+    assert status == 0, captured.err
+    assert "detector" in captured.out
+    assert "whole image" in captured.out
+    assert "nose_tip" in captured.out
     written = sorted(path.name for path in out_dir.iterdir())
     assert written == [
         "face-keypoints.png",
@@ -337,6 +337,13 @@ def test_cli_table_and_drawings(ytf68: Path, tmp_path: Path, real_faces) -> None
     ]
     with Image.open(out_dir / "my_photo__1_-keypoints.png") as drawing:
         assert drawing.size == Image.open(first).size
+
+
+def test_cli_rejects_small_detection_side(ytf68: Path) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["predict", str(ytf68 / "test" / PHOTO_NAME), "--detection-side", "10"])
+
+    assert caught.value.code == 2
 
 
 def test_drawings_use_notebook_colours(model, ytf68: Path, real_faces) -> None:

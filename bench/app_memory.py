@@ -169,7 +169,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
                 results["dataset_first_load_s"] = time.monotonic() - load
                 results["rss_after_dataset_mib"] = rss_mib(server.pid)
 
-                page_box = page.get_by_label("Page (of", exact=False)
+                page_box = page.get_by_role("spinbutton", name="Page (of")
                 flip = time.monotonic()
                 page_box.fill("2")
                 page_box.press("Enter")

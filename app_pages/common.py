@@ -154,6 +154,7 @@ def selected_model() -> KeypointModel:
     try:
         return load_model_cached(choice.path)
     except FacekpError as error:
+        log.warning("model %s cannot be loaded: %s", choice.path, error)
         st.error(f"The model could not be loaded: {error}")
         st.stop()
 
@@ -236,6 +237,9 @@ def dataset_picker(key: str) -> Path | None:
             st.session_state[f"{key}_saved"] = saved
         return saved[1]
 
+    # NOTE: any file the server process can read may be typed here. Its contents are only
+    # parsed as a CSV, but error messages may quote a bad cell, so a public deployment
+    # should run the app as a user that can read nothing private.
     typed = st.text_input("Path of a CSV file on this server", key=f"{key}_path").strip()
     if not typed:
         return None
@@ -251,7 +255,9 @@ def load_dataset_or_stop(path: Path) -> KeypointSet:
     try:
         return load_dataset_cached(path)
     except FacekpError as error:
+        log.warning("data set %s cannot be used: %s", path, error)
         st.error(f"The data set cannot be used: {error}")
     except (OSError, ValueError) as error:
+        log.warning("data set %s cannot be read: %s", path, error)
         st.error(f"The data set {path} cannot be read: {error}")
     st.stop()

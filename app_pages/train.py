@@ -16,6 +16,7 @@ from facekp.train import TrainConfig
 from app_pages import common
 
 REFRESH_SECONDS = 2.0
+TABLE_REFRESH_SECONDS = 10.0
 # The form starts at the trainer's own defaults (the fields of facekp.train.TrainConfig).
 DEFAULTS = TrainConfig(data="", out="")
 SELECTED_RUN_KEY = "train_selected_run"
@@ -156,9 +157,12 @@ def live_view() -> None:
     run_controls(run)
 
 
+@st.fragment(run_every=TABLE_REFRESH_SECONDS)
 def past_runs_table() -> None:
+    """Show every run with its status and best validation RMSE, then their curves."""
     rows = []
-    for run in runs.list_runs():
+    all_runs = runs.list_runs()
+    for run in all_runs:
         best = run.best_val_rmse
         rows.append({
             "run": run.name,
@@ -168,8 +172,34 @@ def past_runs_table() -> None:
             "best val RMSE (px)": round(best, 3) if best is not None else None,
             "checkpoint": str(run.best_checkpoint or run.last_checkpoint or ""),
         })
-    if rows:
-        st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if not rows:
+        return
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    chart = validation_curves(all_runs)
+    if chart is not None:
+        st.altair_chart(chart, width="stretch")
+
+
+def validation_curves(all_runs: list[runs.RunInfo]) -> alt.Chart | None:
+    """Build one validation RMSE curve per run, or None when no run has finished an epoch."""
+    rows = [
+        {"run": run.name, "epoch": record["epoch"], "val RMSE (px)": record["val_rmse"]}
+        for run in all_runs
+        for record in run.metrics
+        if isinstance(record.get("val_rmse"), (int, float)) and "epoch" in record
+    ]
+    if not rows:
+        return None
+    return (
+        alt.Chart(pd.DataFrame(rows), title="Validation RMSE of every run")
+        .mark_line(point=True)
+        .encode(
+            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
+            y=alt.Y("val RMSE (px):Q", title="validation RMSE (px of the 96x96 face)"),
+            color=alt.Color("run:N"),
+            tooltip=["run", "epoch", alt.Tooltip("val RMSE (px):Q", format=".3f")],
+        )
+    )
 
 
 st.subheader("New run")

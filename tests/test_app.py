@@ -203,7 +203,8 @@ def test_train_page_starts_run(app_env: Path, faces_csv: Path) -> None:
 
     finished = runs.read_run(started[0].path)
     assert finished.status == "finished", finished.log_tail()
-    assert len(elements(app, "vega_lite_chart")) == 1
+    # The chosen run's loss curve and the validation curves of every run.
+    assert len(elements(app, "vega_lite_chart")) == 2
     assert len(elements(app, "progress")) == 1
     table = app.dataframe[-1].value
     assert list(table["run"]) == [finished.name]

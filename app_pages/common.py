@@ -24,9 +24,7 @@ from facekp.errors import FacekpError
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-# Converted data sets and saved uploads; FACEKP_DATA_DIR names another folder.
-DATA_DIR = Path(os.environ.get("FACEKP_DATA_DIR") or REPO_ROOT / "data")
-UPLOADS_DIR = DATA_DIR / "uploads"
+DATA_DIR_ENV = "FACEKP_DATA_DIR"
 DEFAULT_LABEL = "Default model"
 # A checkpoint to offer as the default model in place of the shipped one, for a deployment
 # that serves its own model.
@@ -187,8 +185,9 @@ def save_upload(data: bytes, suffix: str = ".csv") -> Path:
     Saving the same bytes twice reuses the first file.
     """
     digest = hashlib.sha256(data).hexdigest()[:24]
-    UPLOADS_DIR.mkdir(parents=True, exist_ok=True)
-    path = UPLOADS_DIR / f"{digest}{suffix}"
+    uploads = data_dir() / "uploads"
+    uploads.mkdir(parents=True, exist_ok=True)
+    path = uploads / f"{digest}{suffix}"
     if not path.is_file() or path.stat().st_size != len(data):
         temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
         temporary.write_bytes(data)
@@ -196,11 +195,17 @@ def save_upload(data: bytes, suffix: str = ".csv") -> Path:
     return path
 
 
+def data_dir() -> Path:
+    """Return the folder of converted sets and saved uploads: ``$FACEKP_DATA_DIR`` or ``data/``."""
+    return Path(os.environ.get(DATA_DIR_ENV) or REPO_ROOT / "data")
+
+
 def converted_sets() -> list[Path]:
-    """Return the CSV files under ``data/`` (converted sets and saved uploads), sorted."""
-    if not DATA_DIR.is_dir():
+    """Return the CSV files under the data folder (converted sets and saved uploads), sorted."""
+    folder = data_dir()
+    if not folder.is_dir():
         return []
-    return sorted(path for path in DATA_DIR.rglob("*.csv") if path.is_file())
+    return sorted(path for path in folder.rglob("*.csv") if path.is_file())
 
 
 def dataset_picker(key: str) -> Path | None:
@@ -220,7 +225,7 @@ def dataset_picker(key: str) -> Path | None:
                 "or upload a Kaggle training.csv."
             )
             return None
-        labels = [str(path.relative_to(DATA_DIR)) for path in sets]
+        labels = [str(path.relative_to(data_dir())) for path in sets]
         label = st.selectbox("CSV file under data/", labels, key=f"{key}_converted")
         return sets[labels.index(label)]
 

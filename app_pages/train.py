@@ -99,7 +99,7 @@ def progress_text(run: runs.RunInfo) -> str:
     progress = run.progress or {}
     epoch, epochs = progress.get("epoch", "?"), progress.get("epochs", run.config.get("epochs", "?"))
     text = f"{run.status}: epoch {epoch} of {epochs}"
-    if progress.get("batches"):
+    if run.is_active and progress.get("batches"):
         text += f", batch {progress.get('batch', 0)} of {progress['batches']}"
     left = runs.time_left_seconds(run.progress)
     if run.is_active and left is not None:

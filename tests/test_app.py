@@ -67,6 +67,10 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
 
 def test_predict_sample_photo(app_env: Path) -> None:
+    from app_pages import common
+
+    cached = common.load_model_cached(shipped_model_path())
+    before = model_fingerprint(cached.model)
     app = start_app()
 
     assert not app.error
@@ -80,6 +84,9 @@ def test_predict_sample_photo(app_env: Path) -> None:
     assert labels == ["Download CSV", "Download JSON", "Download annotated PNG"]
     faces = len(table) // NUM_KEYPOINTS
     assert len(elements(app, "image")) == 1 + faces  # The photo, then each face crop.
+    assert common.load_model_cached(shipped_model_path()) is cached
+    assert model_fingerprint(cached.model) == before
+    assert not cached.model.training
 
 
 def test_predict_bad_file_beside_good(app_env: Path, ytf68: Path) -> None:
@@ -117,6 +124,23 @@ def test_dataset_page_browses_faces(app_env: Path, faces_csv: Path, real_faces) 
     app.slider[0].set_value((0, 3)).run()
     assert not app.exception, app.exception
     assert f"0 of {len(real_faces)} faces" in app.caption[0].value
+
+
+def test_dataset_upload_saved_under_hash(app_env: Path, faces_csv: Path, real_faces) -> None:
+    data = faces_csv.read_bytes()
+    app = start_app("dataset")
+    app.radio(key="dataset_source").set_value("Upload a training.csv").run()
+    app.file_uploader(key="dataset_upload").set_value(("../../escape.csv", data, "text/csv"))
+    app.run()
+
+    assert not app.exception, app.exception
+    assert not app.error
+    assert app.metric[0].value == str(len(real_faces))
+    saved = list((app_env / "data" / "uploads").iterdir())
+    assert [path.name for path in saved] == [hashlib.sha256(data).hexdigest()[:24] + ".csv"]
+    assert saved[0].read_bytes() == data
+    assert not (app_env / "escape.csv").exists()
+    assert not (REPO.parent / "escape.csv").exists()
 
 
 def test_dataset_page_rejects_bad_csv(app_env: Path) -> None:

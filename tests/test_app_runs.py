@@ -108,6 +108,22 @@ def test_live_pid_keeps_running_status(tmp_path: Path) -> None:
         process.wait()
 
 
+def test_reused_pid_is_not_the_trainer(tmp_path: Path) -> None:
+    process = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        run_dir = tmp_path / "r"
+        run_dir.mkdir()
+        # The launch record names a live pid, but one that started long before the launch.
+        launch = {"pid": process.pid, "create_time": 1.0, "started": time.time()}
+        (run_dir / runs.LAUNCH_FILE).write_text(json.dumps(launch))
+        info = runs.read_run(run_dir)
+        assert info.status == "failed"
+        assert "exited before it recorded a status" in (info.error or "")
+    finally:
+        process.kill()
+        process.wait()
+
+
 def test_list_runs_newest_first_skips_other_folders(tmp_path: Path) -> None:
     write_run(tmp_path / "20260101-000000-sezannet", "finished", None)
     write_run(tmp_path / "20260102-000000-sezannet", "finished", None)

@@ -1,6 +1,6 @@
 """Train: start ``python -m facekp train`` in the background, watch it, stop or resume it.
 
-Runs live on disk under the runs folder, so every browser session sees the same runs, and a
+Runs live on disk under the runs folder, so every browser session lists the same runs, and a
 run keeps going when its tab closes or the page changes.
 """
 

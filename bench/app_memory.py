@@ -3,7 +3,7 @@
 Starts ``streamlit run app.py`` on a free port of 127.0.0.1 and drives it with Debian's
 chromium through Playwright:
 
-1. server start until ``/_stcore/health`` answers, and the server's RSS then;
+1. server start until ``/_stcore/health`` returns 200, and the server's RSS then;
 2. first browser visit until the Predict page shows the sample photo's keypoint table
    (torch import, model load, one prediction), and the RSS then;
 3. one more prediction on an uploaded photo, and the RSS after it;
@@ -74,7 +74,7 @@ def wait_for_health(url: str, process: subprocess.Popen, timeout: float = 120) -
                     return
         except OSError:
             time.sleep(0.1)
-    raise SystemExit(f"streamlit did not answer within {timeout} s")
+    raise SystemExit(f"streamlit health check timed out after {timeout} s")
 
 
 def wait_idle(page) -> None:

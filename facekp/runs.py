@@ -102,7 +102,7 @@ class TrainSettings:
 
 @dataclass
 class RunInfo:
-    """What one run folder holds, read at one moment.
+    """The contents of one run folder, read at one moment.
 
     ``status`` is the effective status: the trainer's own status, except that a run whose
     process is gone while ``run.json`` still records running is reported as ``failed``
@@ -179,8 +179,9 @@ def list_runs(root: str | Path | None = None) -> list[RunInfo]:
 def read_run(run_dir: str | Path) -> RunInfo:
     """Read a run folder's status, configuration, metrics and progress.
 
-    Files that are missing or half written (the trainer may be writing them right now) are
-    read as far as they are valid, so this never raises for a run in progress.
+    Files that are missing, unreadable or half written (the trainer may be writing them right
+    now) count as empty, and a half-written metrics line is skipped, so a run in progress
+    never makes this raise.
     """
     path = Path(run_dir)
     run = _read_json(path / RUN_FILE)

@@ -58,7 +58,7 @@ def wait_for_health(url: str, process: subprocess.Popen, log_path: Path) -> None
                     return
         except OSError:
             time.sleep(0.5)
-    raise AssertionError(f"streamlit did not answer within {STARTUP_SECONDS} s")
+    raise AssertionError(f"streamlit health check timed out after {STARTUP_SECONDS} s")
 
 
 @pytest.fixture(scope="module")

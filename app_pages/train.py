@@ -78,7 +78,7 @@ def loss_chart(run: runs.RunInfo) -> alt.Chart | None:
     for record in run.metrics:
         for column, label in (("train_rmse", "train"), ("val_rmse", "validation")):
             value = record.get(column)
-            if isinstance(value, (int, float)) and "epoch" in record:
+            if isinstance(value, (int, float)) and isinstance(record.get("epoch"), int):
                 rows.append({"epoch": record["epoch"], "RMSE (px)": value, "split": label})
     if not rows:
         return None
@@ -186,7 +186,7 @@ def validation_curves(all_runs: list[runs.RunInfo]) -> alt.Chart | None:
         {"run": run.name, "epoch": record["epoch"], "val RMSE (px)": record["val_rmse"]}
         for run in all_runs
         for record in run.metrics
-        if isinstance(record.get("val_rmse"), (int, float)) and "epoch" in record
+        if isinstance(record.get("val_rmse"), (int, float)) and isinstance(record.get("epoch"), int)
     ]
     if not rows:
         return None

@@ -56,6 +56,22 @@ def test_half_written_progress_reads_none(tmp_path: Path) -> None:
     assert runs.time_left_seconds(None) is None
 
 
+def test_garbage_run_files_read_as_unknown(tmp_path: Path) -> None:
+    run_dir = tmp_path / "r"
+    run_dir.mkdir()
+    (run_dir / runs.RUN_FILE).write_bytes(b"\xff\xfe\x00 not json")
+    (run_dir / runs.METRICS_FILE).write_bytes(b'\xff\n[1, 2]\n{"epoch": "one", "val_rmse": null}\n')
+    (run_dir / runs.PROGRESS_FILE).write_text('{"epoch": "x", "epochs": 0}')
+
+    info = runs.read_run(run_dir)
+
+    assert info.status == "unknown"
+    assert info.metrics == [{"epoch": "one", "val_rmse": None}]
+    assert info.best_val_rmse is None
+    assert runs.fraction_done(info.progress) == 0.0
+    assert runs.time_left_seconds(info.progress) is None
+
+
 def test_time_left_from_progress() -> None:
     # Epoch 2 of 4 is half done after 30 s, so 1.5 of 4 epochs took 30 s and 2.5 remain.
     progress = {"epoch": 2, "epochs": 4, "batch": 5, "batches": 10, "elapsed_seconds": 30.0}

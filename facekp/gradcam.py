@@ -2,11 +2,11 @@
 
 A keypoint model outputs ``(B, 30)``: ``x, y`` of the 15 keypoints in Kaggle column order,
 normalised to -1..1. A *target* is a callable that reduces that output to one number per
-face, ``(B,)``, for example ``+x`` of the nose tip. Grad-CAM (Selvaraju et al., 2017) then
-weights each channel of a layer's activation by the mean gradient of the target over that
-channel, sums the channels and keeps the positive part: the regions whose features push
-the target up. With ``sign=+1`` that means "moves the point right" (``x``) or "down" (``y``);
-``sign=-1`` explains moves left or up.
+face, ``(B,)``, for example ``+x`` of the nose tip. Grad-CAM (gradient-weighted class
+activation mapping) weights each channel of a layer's activation by the mean gradient of
+the target over that channel, sums the channels and keeps the positive part. The result
+marks the regions whose features push the target up. With ``sign=+1`` that means moving
+the point right (``x``) or down (``y``), and ``sign=-1`` explains moves left or up.
 
 The model is shared (a web app serves several people from one cached model), so these
 functions never change it: they do not switch its train/eval mode, touch ``requires_grad``
@@ -111,7 +111,7 @@ class AttributionMap:
     bilinearly, then divided by its maximum). ``layer_map`` is the unnormalised map at the
     layer's own resolution ``(h, w)`` (for saliency, ``|d target / d input|`` at 96x96).
     ``keypoints`` is the model's prediction ``(15, 2)`` in crop pixels from the same forward
-    pass. ``empty`` is True when the map is zero everywhere, and ``message`` then says why.
+    pass. ``empty`` is True when the map is zero everywhere, and ``message`` then explains why.
     """
 
     heatmap: np.ndarray

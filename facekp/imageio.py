@@ -63,7 +63,7 @@ class DecodedImage:
     """An upright photo: ``pixels`` is ``(H, W)`` uint8 gray or ``(H, W, 3)`` uint8 RGB.
 
     ``format`` and ``mode`` are Pillow's names for the file's format and its original pixel
-    mode; ``orientation`` is the EXIF orientation tag that was applied (1 when none);
+    mode. ``orientation`` is the EXIF orientation tag that was applied (1 when none).
     ``frame_count`` counts the frames of an animated file, of which only the first is decoded.
     """
 

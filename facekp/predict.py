@@ -1,7 +1,7 @@
 """Keypoints for every face in a photo: decode, detect, crop, predict, map back.
 
 Coordinates in a :class:`FaceResult` are pixels of the upright photo (after its EXIF
-orientation), with pixel centres at integers; boxes are ``(x, y, w, h)`` with edges at
+orientation), with pixel centres at integers. Boxes are ``(x, y, w, h)`` with edges at
 ``x`` and ``x + w``, as the detector returns them.
 
 Photos that are already a face crop. A Kaggle image is a 96x96 face with hardly any
@@ -75,11 +75,11 @@ class KeypointPredictor(Protocol):
 class FaceResult:
     """One face in a photo and its keypoints.
 
-    ``box`` is the face region ``(x, y, w, h)`` in photo pixels; ``score`` is the detector's
-    (``None`` for a whole-image face); ``keypoints`` is ``(15, 2)`` float32 in photo pixels
-    and ``keypoints_crop`` the same points in pixels of ``crop``, the ``(96, 96)`` uint8 face
-    the model saw; ``face_crop`` maps between the two; ``found_by`` is ``"detector"`` or
-    ``"whole image"``.
+    ``box`` is the face region ``(x, y, w, h)`` in photo pixels, and ``score`` the
+    detector's score (``None`` for a whole-image face). ``keypoints`` is ``(15, 2)`` float32
+    in photo pixels. ``keypoints_crop`` holds the same points in pixels of ``crop``, the
+    ``(96, 96)`` uint8 face the model saw, and ``face_crop`` maps between the two.
+    ``found_by`` is ``"detector"`` or ``"whole image"``.
     """
 
     box: tuple[float, float, float, float]
@@ -107,9 +107,9 @@ class FaceResult:
 class PhotoResult:
     """What happened to one photo: its faces, or the error that stopped it.
 
-    ``path`` is the file path or the name given for in-memory data; ``width`` and ``height``
-    are the upright photo's size (``None`` when it could not be decoded). Exactly one of
-    ``faces`` (non-empty) and ``error`` is set.
+    ``path`` is the file path, or the name given for in-memory data. ``width`` and
+    ``height`` are the upright photo's size (``None`` when it could not be decoded).
+    Exactly one of ``faces`` (non-empty) and ``error`` is set.
     """
 
     path: str

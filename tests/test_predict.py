@@ -40,9 +40,10 @@ REPO = Path(__file__).resolve().parents[1]
 LABELLED_STEP = 64
 
 # Mean keypoint error over the labelled photos, as a share of the distance between the outer
-# eye corners. Published 68-point detectors reach about 0.06 on these photos; this bound
-# only catches a broken pipeline (a wrong mapping or framing is far above it).
-MAX_MEAN_NORMALISED_ERROR = 0.12
+# eye corners. The shipped model averages about 0.04 on these photos. The bound is twice
+# that, so it catches a broken pipeline (a wrong mapping or framing moves points far more)
+# without tracking the exact accuracy of each retrained model.
+MAX_MEAN_NORMALISED_ERROR = 0.08
 
 PHOTO_NAME = "Adam_Sandler_01.jpg"
 

@@ -37,48 +37,6 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "image", nargs="?", metavar="IMAGE", help="a photo, or a 96x96 face crop"
     )
     parser.add_argument(
-        "--layer",
-        metavar="NAME",
-        help="layer to explain, as printed by --list-layers (default: the last convolution)",
-    )
-    parser.add_argument(
-        "--keypoint",
-        choices=("all", *KEYPOINT_NAMES),
-        default="all",
-        metavar="NAME",
-        help="keypoint whose position is explained, or 'all' (default); names as in Kaggle's "
-        "columns without _x/_y, e.g. nose_tip",
-    )
-    parser.add_argument(
-        "--coordinate",
-        choices=("x", "y", "both"),
-        default="both",
-        help="explain the x coordinate, the y coordinate, or their sum (default: both)",
-    )
-    parser.add_argument(
-        "--sign",
-        choices=("+", "-"),
-        default="+",
-        help="'+' shows what moves the point right/down (default), '-' what moves it left/up",
-    )
-    parser.add_argument(
-        "--face",
-        type=int,
-        default=0,
-        metavar="N",
-        help="which face of the photo, numbered from 0 as 'facekp predict' lists them "
-        "(default: 0, the detector's best)",
-    )
-    parser.add_argument(
-        "--saliency",
-        action="store_true",
-        help="draw the input-gradient saliency |d target / d pixel| instead of Grad-CAM",
-    )
-    parser.add_argument(
-        "--alpha", type=float, default=0.5, help="heatmap opacity from 0 to 1 (default: 0.5)"
-    )
-    parser.add_argument("--out", type=Path, metavar="PNG", help="image file to write")
-    parser.add_argument(
         "--checkpoint",
         type=Path,
         metavar="FILE",
@@ -89,12 +47,61 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         action="store_true",
         help="print the layers that Grad-CAM can explain, with their output shapes, and exit",
     )
+
+    explained = parser.add_argument_group("what to explain")
+    explained.add_argument(
+        "--layer",
+        metavar="NAME",
+        help="layer to explain, as printed by --list-layers (default: the last convolution)",
+    )
+    explained.add_argument(
+        "--keypoint",
+        choices=("all", *KEYPOINT_NAMES),
+        default="all",
+        metavar="NAME",
+        help="keypoint whose position is explained, or 'all' (default); names as in Kaggle's "
+        "columns without _x/_y, e.g. nose_tip",
+    )
+    explained.add_argument(
+        "--coordinate",
+        choices=("x", "y", "both"),
+        default="both",
+        help="explain the x coordinate, the y coordinate, or their sum (default: both)",
+    )
+    explained.add_argument(
+        "--sign",
+        choices=("+", "-"),
+        default="+",
+        help="'+' shows what moves the point right/down (default), '-' what moves it left/up",
+    )
+    explained.add_argument(
+        "--face",
+        type=int,
+        default=0,
+        metavar="N",
+        help="which face of the photo, numbered from 0 as 'facekp predict' lists them "
+        "(default: 0, the detector's best)",
+    )
+    explained.add_argument(
+        "--saliency",
+        action="store_true",
+        help="draw the input-gradient saliency |d target / d pixel| instead of Grad-CAM",
+    )
+
+    output = parser.add_argument_group("output")
+    output.add_argument("--out", type=Path, metavar="PNG", help="image file to write")
+    output.add_argument(
+        "--alpha", type=float, default=0.5, help="heatmap opacity from 0 to 1 (default: 0.5)"
+    )
     parser.set_defaults(run=run, parser=parser)
 
 
 def run(args: argparse.Namespace) -> int:
     from facekp.checkpoint import load_model
     from facekp.gradcam import default_layer, grad_cam, keypoint_target, list_layers, saliency
+
+    if not args.list_layers:
+        _check_arguments(args)
 
     keypoint_model = load_model(args.checkpoint)
     model = keypoint_model.model
@@ -106,10 +113,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"{layer.name:<28} {layer.kind:<16} {' x '.join(map(str, layer.shape))}")
         return 0
 
-    if args.image is None or args.out is None:
-        args.parser.error("IMAGE and --out are required unless --list-layers is given")
-    if not 0.0 <= args.alpha <= 1.0:
-        args.parser.error(f"--alpha must be between 0 and 1, got {args.alpha}")
     layer = args.layer or default_layer(model)
     if args.layer is not None and args.layer not in {info.name for info in layers}:
         print(
@@ -134,6 +137,18 @@ def run(args: argparse.Namespace) -> int:
         return 1
     print(f"{attribution.layer}: {attribution.target} -> {args.out}")
     return 0
+
+
+def _check_arguments(args: argparse.Namespace) -> None:
+    """Exit with a usage error for arguments that are wrong before any work is done."""
+    from PIL import Image
+
+    if args.image is None or args.out is None:
+        args.parser.error("IMAGE and --out are required unless --list-layers is given")
+    if not 0.0 <= args.alpha <= 1.0:
+        args.parser.error(f"--alpha must be between 0 and 1, got {args.alpha}")
+    if args.out.suffix.lower() not in Image.registered_extensions():
+        args.parser.error(f"--out {args.out}: unknown image file extension; use .png or .jpg")
 
 
 def _pick_face(args: argparse.Namespace, keypoint_model: KeypointModel) -> FaceResult | None:

@@ -22,7 +22,9 @@ common.setup_logging()
 
 navigation = st.navigation(
     [
-        st.Page("app_pages/predict.py", title="Predict", icon=":material/photo_camera:", default=True),
+        st.Page(
+            "app_pages/predict.py", title="Predict", icon=":material/photo_camera:", default=True
+        ),
         st.Page("app_pages/dataset.py", title="Dataset", icon=":material/grid_view:"),
         st.Page("app_pages/train.py", title="Train", icon=":material/model_training:"),
         st.Page("app_pages/compare.py", title="Compare", icon=":material/compare:"),

@@ -131,7 +131,9 @@ saliency_image = viz.overlay_heatmap(large_face, saliency.heatmap, alpha=0.6)
 if cam.empty:
     st.warning(cam.message)
 left, middle, right = st.columns(3)
-show_map(left, "Grad-CAM overlay", overlay, f"{cam.target} at {layer}; predicted keypoints in white")
+show_map(
+    left, "Grad-CAM overlay", overlay, f"{cam.target} at {layer}; predicted keypoints in white"
+)
 show_map(
     middle, "Raw map", raw_image,
     f"{raw.shape[0]}x{raw.shape[1]} at {layer}, max {raw.max():.3g}",

@@ -97,7 +97,8 @@ def loss_chart(run: runs.RunInfo) -> alt.Chart | None:
 
 def progress_text(run: runs.RunInfo) -> str:
     progress = run.progress or {}
-    epoch, epochs = progress.get("epoch", "?"), progress.get("epochs", run.config.get("epochs", "?"))
+    epoch = progress.get("epoch", "?")
+    epochs = progress.get("epochs", run.config.get("epochs", "?"))
     text = f"{run.status}: epoch {epoch} of {epochs}"
     if run.is_active and progress.get("batches"):
         text += f", batch {progress.get('batch', 0)} of {progress['batches']}"
@@ -186,7 +187,8 @@ def validation_curves(all_runs: list[runs.RunInfo]) -> alt.Chart | None:
         {"run": run.name, "epoch": record["epoch"], "val RMSE (px)": record["val_rmse"]}
         for run in all_runs
         for record in run.metrics
-        if isinstance(record.get("val_rmse"), (int, float)) and isinstance(record.get("epoch"), int)
+        if isinstance(record.get("val_rmse"), (int, float))
+        and isinstance(record.get("epoch"), int)
     ]
     if not rows:
         return None

@@ -142,7 +142,7 @@ class RunInfo:
 
     @property
     def best_val_rmse(self) -> float | None:
-        """The lowest validation RMSE in pixels over the finished epochs, or None if none has one."""
+        """The lowest validation RMSE in pixels over the finished epochs (None before any)."""
         values = [m["val_rmse"] for m in self.metrics if _is_number(m.get("val_rmse"))]
         return min(values) if values else None
 
@@ -394,7 +394,8 @@ def _launch(run_dir: Path, args: list[str], settings_record: dict[str, Any]) -> 
                 cwd=str(repo_root),
             )
         except OSError as error:
-            raise RunError(f"could not start the trainer for run {run_dir.name}: {error}") from error
+            message = f"could not start the trainer for run {run_dir.name}: {error}"
+            raise RunError(message) from error
 
     _write_json_atomic(
         run_dir / LAUNCH_FILE,

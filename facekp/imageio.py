@@ -2,7 +2,7 @@
 
 Every decoder applies the EXIF orientation first, so the arrays and every coordinate
 derived from them are in the pixels of the photo as a viewer shows it. Formats: JPEG
-(and MPO, the multi-picture JPEG of some cameras), PNG, WebP, BMP, TIFF and GIF.
+(and MPO, the multi-picture JPEG of some cameras), PNG, WebP, AVIF, BMP, TIFF and GIF.
 Animated images give their first frame. Bad input raises :class:`facekp.errors.ImageError`
 with a message that names the file and the problem.
 
@@ -47,7 +47,7 @@ MIN_SIDE = 24
 # Formats that Pillow may open. Restricting them keeps Pillow from running plugins with
 # side effects for formats no photo comes in (EPS, for example, starts Ghostscript).
 # Pillow opens MPO files (multi-picture JPEGs from some cameras) through its JPEG plugin.
-FORMATS = ("JPEG", "PNG", "WEBP", "BMP", "TIFF", "GIF")
+FORMATS = ("JPEG", "PNG", "WEBP", "AVIF", "BMP", "TIFF", "GIF")
 
 # Pillow reports corrupt or truncated data with any of these exception types.
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, IndexError, TypeError, struct.error)

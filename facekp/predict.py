@@ -138,7 +138,7 @@ def results_to_json(results: Sequence[PhotoResult], model_name: str) -> dict[str
     Shape: ``{"model": NAME, "images": [{"path", "width", "height", "faces": [{"box": [x, y,
     w, h], "score", "found_by", "keypoints": {name: [x, y], ...}}]}]}``, with ``"error":
     MESSAGE`` in place of ``"faces"`` for a photo that failed. Coordinates are photo pixels
-    rounded to 0.01.
+    rounded to 0.01. ``score`` is ``null`` for a face with ``"found_by": "whole image"``.
     """
     return {"model": model_name, "images": [result.to_json() for result in results]}
 

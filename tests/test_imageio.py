@@ -89,7 +89,7 @@ def test_gray_matches_photo_per_mode(
     assert mean_difference(decoded.pixels, photo_gray) <= tolerance + 0.5
 
 
-@pytest.mark.parametrize("file_format", ["JPEG", "WEBP"])
+@pytest.mark.parametrize("file_format", ["JPEG", "WEBP", "AVIF"])
 def test_lossy_formats_decode(photo: Image.Image, photo_gray: np.ndarray, file_format: str) -> None:
     decoded = read_gray(encode(photo, file_format, quality=95))
 

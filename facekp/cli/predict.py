@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 if TYPE_CHECKING:
     from facekp.predict import PhotoResult
 
-HELP = "predict the 15 keypoints of every face in photos (JPEG, PNG, WebP, BMP, TIFF, GIF)"
+HELP = "predict the 15 keypoints of every face in photos (JPEG, PNG, WebP, AVIF, BMP, TIFF, GIF)"
 
 WHOLE_IMAGE_CHOICES = {"auto": None, "always": True, "never": False}
 

@@ -145,7 +145,7 @@ def test_exif_rotated_photo_same_keypoints(model, photo: Image.Image, orientatio
     jpeg_face = face_at(lossy, main_face.keypoints.mean(axis=0))
     shift = np.linalg.norm(jpeg_face.keypoints - main_face.keypoints, axis=1).mean()
     assert shift < 0.03 * main_face.box[2]
-    # Without the tag the stored pixels are sideways (or upside down) to the detector.
+    # Without the tag the photo keeps the size of the stored, turned pixels.
     assert (raw.width, raw.height) == stored.size
 
 

@@ -111,6 +111,15 @@ def test_predictions_near_labels(model, labelled) -> None:
     assert np.mean(errors) < MAX_MEAN_NORMALISED_ERROR, errors
 
 
+def test_crops_match_converted_faces(model, ytf68: Path, real_faces) -> None:
+    # The model trains on converted faces, so a photo must reach it cropped the same way.
+    for name, converted in zip(real_faces.names[:10], real_faces.images[:10]):
+        result = predict_photo(ytf68 / "test" / name, model)
+
+        assert result.ok, f"{name}: {result.error}"
+        assert any(np.array_equal(face.crop, converted) for face in result.faces), name
+
+
 def test_keypoints_map_back_through_crop(model, ytf68: Path) -> None:
     result = predict_photo(ytf68 / "test" / PHOTO_NAME, model)
 

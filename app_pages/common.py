@@ -157,6 +157,17 @@ def selected_model() -> KeypointModel:
         st.stop()
 
 
+def clamp_state(key: str, low: int, high: int) -> None:
+    """Pull a number widget's kept value into ``[low, high]`` before the widget is drawn.
+
+    A page count or a row count shrinks when the data set or a filter changes, and a kept
+    value outside the new range would make Streamlit reject the widget.
+    """
+    value = st.session_state.get(key)
+    if isinstance(value, (int, float)) and not low <= value <= high:
+        st.session_state[key] = min(max(value, low), high)
+
+
 # -- data sets -------------------------------------------------------------------------------
 
 

@@ -85,6 +85,7 @@ def error_histogram(result: EvaluationResult) -> alt.Chart:
 def worst_faces(faces: KeypointSet, rows: np.ndarray, result: EvaluationResult) -> None:
     order = result.worst_faces()
     pages = max(1, -(-len(order) // WORST_PER_PAGE))
+    common.clamp_state("compare_page", 1, pages)
     page = st.number_input(f"Page (of {pages}), worst first", 1, pages, 1, key="compare_page")
     shown = order[(int(page) - 1) * WORST_PER_PAGE : int(page) * WORST_PER_PAGE]
     for start in range(0, len(shown), GRID_COLUMNS):

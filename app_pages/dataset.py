@@ -146,8 +146,7 @@ with browse:
     selected = np.flatnonzero((counts_per_face >= low) & (counts_per_face <= high))
     per_page = GRID_COLUMNS * GRID_ROWS
     pages = max(1, -(-len(selected) // per_page))
-    if st.session_state.get("dataset_page", 1) > pages:
-        st.session_state["dataset_page"] = 1  # The filter left fewer pages than before.
+    common.clamp_state("dataset_page", 1, pages)
     page = st.number_input(
         f"Page (of {pages})", 1, pages, 1, key="dataset_page",
         help=f"{len(selected)} faces match; {per_page} per page",
@@ -156,6 +155,7 @@ with browse:
     face_grid(faces, selected[(int(page) - 1) * per_page : int(page) * per_page])
 
 with detail:
+    common.clamp_state("dataset_face", 0, len(faces) - 1)
     index = st.number_input("Face (row)", 0, len(faces) - 1, 0, key="dataset_face")
     zoomed_face(faces, int(index))
 

@@ -36,6 +36,7 @@ def face_from_dataset() -> np.ndarray | None:
     if len(faces) == 0:
         st.error(f"{path.name} has no faces.")
         return None
+    common.clamp_state("gradcam_row", 0, len(faces) - 1)
     index = st.number_input("Face (row)", 0, len(faces) - 1, 0, key="gradcam_row")
     return faces.images[int(index)]
 

@@ -143,6 +143,20 @@ def test_dataset_upload_saved_under_hash(app_env: Path, faces_csv: Path, real_fa
     assert not (REPO.parent / "escape.csv").exists()
 
 
+def test_dataset_switch_to_smaller_set(app_env: Path, faces_csv: Path, real_faces) -> None:
+    small = write_training_csv(app_env / "five.csv", real_faces.subset(range(5)))
+    app = choose_csv(start_app("dataset"), faces_csv, "dataset")
+    app.number_input(key="dataset_face").set_value(len(real_faces) - 1).run()
+    app.number_input(key="dataset_page").set_value(2).run()
+
+    app.text_input(key="dataset_path").set_value(str(small)).run()
+
+    assert not app.exception, app.exception
+    assert app.metric[0].value == "5"
+    assert app.number_input(key="dataset_face").value == 4
+    assert app.number_input(key="dataset_page").value == 1
+
+
 def test_dataset_page_rejects_bad_csv(app_env: Path) -> None:
     bad = app_env / "bad.csv"
     bad.write_text("left_eye_center_x,Image\n1.0,1 2 3\n")

@@ -193,7 +193,7 @@ def grad_cam(model: nn.Module, face: np.ndarray, layer: str, target: Target) -> 
         with _LayerRecorder(explained.get_submodule(layer)) as recorder:
             outputs = explained(faces)
         activation = recorder.activation(layer)
-        (gradient,) = torch.autograd.grad(target(outputs).sum(), activation)
+        gradient = _gradient(target(outputs), activation)
 
     # Step 2: weight each channel by its mean gradient, sum, keep the positive part.
     weights = gradient.mean(dim=(2, 3), keepdim=True)
@@ -202,11 +202,17 @@ def grad_cam(model: nn.Module, face: np.ndarray, layer: str, target: Target) -> 
         layer_map, size=(FACE_SIZE, FACE_SIZE), mode="bilinear", align_corners=False
     )
 
-    empty_message = (
-        f"the Grad-CAM map of {layer} for {description} is zero everywhere: no region of this "
-        "layer pushes the target up (every weighted channel sum is negative or zero, so ReLU "
-        "removes it); try the opposite sign or another layer"
-    )
+    if gradient.any():
+        empty_message = (
+            f"the Grad-CAM map of {layer} for {description} is zero everywhere: no region of "
+            "this layer pushes the target up (every weighted channel sum is negative or zero, "
+            "so ReLU removes it); try the opposite sign or another layer"
+        )
+    else:
+        empty_message = (
+            f"the gradient of {description} with respect to {layer} is zero everywhere, so "
+            "the target does not depend on this layer for this face; pick another layer"
+        )
     return _attribution(heatmap[0, 0], layer_map[0, 0], layer, description, outputs, empty_message)
 
 
@@ -216,7 +222,7 @@ def saliency(model: nn.Module, face: np.ndarray, target: Target) -> AttributionM
     with _explainable(model) as explained:
         faces = _face_tensor(face)
         outputs = explained(faces)
-        (gradient,) = torch.autograd.grad(target(outputs).sum(), faces)
+        gradient = _gradient(target(outputs), faces)
 
     layer_map = gradient.abs().detach()[0, 0]
     empty_message = (
@@ -224,6 +230,14 @@ def saliency(model: nn.Module, face: np.ndarray, target: Target) -> AttributionM
         "the model output does not depend on this face's pixels"
     )
     return _attribution(layer_map, layer_map, INPUT_LAYER, description, outputs, empty_message)
+
+
+def _gradient(score: torch.Tensor, tensor: torch.Tensor) -> torch.Tensor:
+    """Return ``d score.sum() / d tensor``; zeros where ``score`` does not depend on ``tensor``."""
+    if not score.requires_grad or not tensor.requires_grad:
+        return torch.zeros_like(tensor)
+    (gradient,) = torch.autograd.grad(score.sum(), tensor, allow_unused=True)
+    return torch.zeros_like(tensor) if gradient is None else gradient
 
 
 def _find_layer(model: nn.Module, layer: str) -> nn.Module:

@@ -298,6 +298,31 @@ def test_all_zero_map_is_reported(faces: np.ndarray) -> None:
     assert up.heatmap.max() == pytest.approx(1.0)
 
 
+class DeadBranchNet(nn.Module):
+    """A net that runs a convolution whose output never reaches the keypoints."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.used = nn.Conv2d(1, 2, 8, stride=8)
+        self.unused = nn.Conv2d(1, 2, 8, stride=8)
+        self.head = nn.Linear(2 * 12 * 12, 30)
+
+    def forward(self, faces: torch.Tensor) -> torch.Tensor:
+        self.unused(faces)
+        return self.head(self.used(faces).flatten(1))
+
+
+def test_layer_off_output_path_is_reported(faces: np.ndarray) -> None:
+    model = DeadBranchNet().eval()
+
+    result = grad_cam(model, faces[0], "unused", keypoint_target())
+
+    assert result.empty
+    assert "does not depend on this layer" in result.message
+    assert not result.heatmap.any()
+    assert hook_counts(model) == 0
+
+
 def test_saliency_matches_finite_differences(shipped, faces: np.ndarray) -> None:
     model = shipped.model
     target = keypoint_target("nose_tip", "x", "+")

@@ -168,11 +168,17 @@ def test_predict_uploaded_photo(page, app_url: str, ytf68: Path) -> None:
     wait_until_idle(page)
     shot(page, "predict-upload")
 
-    assert page.get_by_text("face(s), predicted keypoints in blue").count() >= 2
-    assert page.locator('[data-testid="stDataFrame"]').count() >= 2
-    assert page.get_by_role("button", name="Download JSON").count() >= 2
+    # The uploaded photo comes first, then the sample photo that the page starts with.
+    captions = page.get_by_text("face(s), predicted keypoints in blue")
+    captions.nth(1).wait_for()
+    tables = page.locator('[data-testid="stDataFrame"]')
+    tables.nth(1).wait_for()
     images = page.locator('[data-testid="stImage"] img')
-    assert images.count() >= 2
+    images.first.wait_for()
+
+    assert captions.first.inner_text().startswith("1 face(s)")
+    assert tables.count() == 2
+    assert page.get_by_role("button", name="Download JSON", exact=True).count() == 2
     assert images.first.evaluate("img => img.naturalWidth") > 0
 
 
@@ -187,9 +193,12 @@ def test_predict_rejects_non_image(page, app_url: str, app_folders: dict[str, Pa
     wait_until_idle(page)
     shot(page, "predict-not-an-image")
 
-    assert error.count() == 1
     # The sample photo still shows its keypoints beside the failed upload.
-    assert page.get_by_text("face(s), predicted keypoints in blue").count() >= 1
+    captions = page.get_by_text("face(s), predicted keypoints in blue")
+    captions.first.wait_for()
+
+    assert error.count() == 1
+    assert captions.count() == 1
 
 
 def test_gradcam_layer_changes_overlay(page, app_url: str, ytf68: Path) -> None:

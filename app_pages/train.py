@@ -87,7 +87,7 @@ def loss_chart(run: runs.RunInfo) -> alt.Chart | None:
         alt.Chart(frame, title=f"Loss of {run.name}")
         .mark_line(point=True)
         .encode(
-            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1)),
+            x=alt.X("epoch:Q", title="epoch", axis=alt.Axis(tickMinStep=1, format="d")),
             y=alt.Y("RMSE (px):Q", title="RMSE (px of the 96x96 face)"),
             color=alt.Color("split:N", title=None),
             tooltip=["epoch", "split", alt.Tooltip("RMSE (px):Q", format=".3f")],
@@ -196,7 +196,7 @@ def validation_curves(all_runs: list[runs.RunInfo]) -> alt.Chart | None:
         alt.Chart(pd.DataFrame(rows), title="Validation RMSE of every run")
         .mark_line(point=True)
         .encode(
-            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1)),
+            x=alt.X("epoch:Q", axis=alt.Axis(tickMinStep=1, format="d")),
             y=alt.Y("val RMSE (px):Q", title="validation RMSE (px of the 96x96 face)"),
             color=alt.Color("run:N"),
             tooltip=["run", "epoch", alt.Tooltip("val RMSE (px):Q", format=".3f")],

@@ -255,6 +255,7 @@ def test_train_one_epoch_run(
     chart = page.locator('[data-testid="stVegaLiteChart"]')
     chart.first.wait_for()
     wait_until_idle(page)
+    chart.first.scroll_into_view_if_needed()
     shot(page, "train-finished")
 
     finished = runs.list_runs(app_folders["runs"])

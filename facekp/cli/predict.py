@@ -22,6 +22,8 @@ WHOLE_IMAGE_CHOICES = {"auto": None, "always": True, "never": False}
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    from facekp.detect import MAX_DETECTION_SIDE
+
     parser = subparsers.add_parser(
         "predict",
         help=HELP,
@@ -60,7 +62,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         metavar="PIXELS",
         help="search photos longer than this on a copy scaled down to this many pixels "
-        "(default: 1024); smaller is faster but misses faces narrower than 24 px in the copy",
+        f"(default: {MAX_DETECTION_SIDE}); smaller is faster but misses faces narrower than "
+        "24 px in the copy",
     )
     parser.add_argument(
         "--labels", action="store_true", help="number the keypoints in --out-dir drawings"

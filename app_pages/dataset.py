@@ -19,8 +19,8 @@ GRID_COLUMNS = 6
 GRID_ROWS = 4
 GRID_ZOOM = 2  # Grid faces are drawn at 192x192 so the dots stay visible.
 DETAIL_ZOOM = 5
-# The spread cloud on the mean face draws at most this many faces' keypoints.
-SPREAD_MAX_FACES = 2000
+# The spread cloud on the mean face draws at most this many faces' keypoints; more hide the face.
+SPREAD_MAX_FACES = 400
 SPREAD_COLOR = (255, 170, 170)
 
 
@@ -42,7 +42,10 @@ def label_count_chart(summary: DataSummary) -> alt.Chart:
         .mark_bar()
         .encode(
             x=alt.X("labelled faces:Q"),
-            y=alt.Y("keypoint:N", sort=list(KEYPOINT_NAMES), title=None),
+            y=alt.Y(
+                "keypoint:N", sort=list(KEYPOINT_NAMES), title=None,
+                axis=alt.Axis(labelLimit=220),
+            ),
             tooltip=["keypoint", "labelled faces"],
         )
     )
@@ -91,7 +94,7 @@ def mean_face(faces: KeypointSet, indices: np.ndarray) -> None:
     canvas = viz.enlarge(average, DETAIL_ZOOM)
     cloud = keypoints[:SPREAD_MAX_FACES].reshape(-1, NUM_KEYPOINTS, 2)
     canvas = viz.draw_keypoints(
-        canvas, viz.enlarge_points(cloud, DETAIL_ZOOM), SPREAD_COLOR, radius=1.5
+        canvas, viz.enlarge_points(cloud, DETAIL_ZOOM), SPREAD_COLOR, radius=1.0
     )
     canvas = viz.draw_keypoints(
         canvas, viz.enlarge_points(mean_points, DETAIL_ZOOM), viz.TRUE_COLOR, labels=True

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app_pages import common
 from facekp import viz
 from facekp.data import KeypointSet, split_indices
 from facekp.errors import FacekpError
 from facekp.evaluate import EvaluationResult, evaluate
-from app_pages import common
 
 GRID_COLUMNS = 6
 WORST_PER_PAGE = 18
@@ -90,7 +90,7 @@ def worst_faces(faces: KeypointSet, rows: np.ndarray, result: EvaluationResult) 
     shown = order[(int(page) - 1) * WORST_PER_PAGE : int(page) * WORST_PER_PAGE]
     for start in range(0, len(shown), GRID_COLUMNS):
         columns = st.columns(GRID_COLUMNS)
-        for column, position in zip(columns, shown[start : start + GRID_COLUMNS]):
+        for column, position in zip(columns, shown[start : start + GRID_COLUMNS], strict=False):
             row = int(rows[position])
             image = viz.enlarge(faces.images[row], ZOOM)
             drawn = viz.draw_comparison(

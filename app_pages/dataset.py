@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
+from app_pages import common
 from facekp import viz
 from facekp.data import DataSummary, KeypointSet, summarize_keypoint_set
 from facekp.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
-from app_pages import common
 
 GRID_COLUMNS = 6
 GRID_ROWS = 4
@@ -55,7 +55,7 @@ def face_grid(faces: KeypointSet, indices: np.ndarray) -> None:
     """Draw the faces at ``indices`` with their labelled keypoints (red) in a grid."""
     for start in range(0, len(indices), GRID_COLUMNS):
         columns = st.columns(GRID_COLUMNS)
-        for column, index in zip(columns, indices[start : start + GRID_COLUMNS]):
+        for column, index in zip(columns, indices[start : start + GRID_COLUMNS], strict=False):
             image = viz.enlarge(faces.images[index], GRID_ZOOM)
             points = viz.enlarge_points(faces.keypoints[index], GRID_ZOOM)
             drawn = viz.draw_keypoints(image, points, viz.TRUE_COLOR)

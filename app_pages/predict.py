@@ -10,11 +10,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
+from app_pages import common
 from facekp import viz
 from facekp.imageio import read_rgb
 from facekp.keypoints import KEYPOINT_NAMES
 from facekp.predict import PhotoResult, predict_photo, results_to_json
-from app_pages import common
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "facekp" / "assets" / "samples"
 CROP_ZOOM = 3  # Face crops are shown at 288x288.
@@ -38,7 +38,7 @@ def keypoint_table(result: PhotoResult) -> pd.DataFrame:
     """Build a table with one row per face and keypoint, in photo pixels."""
     rows = []
     for index, face in enumerate(result.faces):
-        for name, (x, y) in zip(KEYPOINT_NAMES, face.keypoints.tolist()):
+        for name, (x, y) in zip(KEYPOINT_NAMES, face.keypoints.tolist(), strict=True):
             rows.append({"face": index, "keypoint": name, "x": round(x, 2), "y": round(y, 2)})
     return pd.DataFrame(rows, columns=["face", "keypoint", "x", "y"])
 
@@ -140,5 +140,5 @@ if len(photos) > 1:
         "application/json",
         key="json_all",
     )
-for index, (result, (_, data)) in enumerate(zip(results, photos)):
+for index, (result, (_, data)) in enumerate(zip(results, photos, strict=True)):
     show_result(result, data, model.name, index)

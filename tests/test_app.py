@@ -41,7 +41,7 @@ def start_app(page: str | None = None) -> AppTest:
     app = AppTest.from_file(str(REPO / "app.py"), default_timeout=TIMEOUT).run()
     assert not app.exception, app.exception
     if page is not None:
-        app.switch_page(f"app_pages/{page}.py").run()
+        app.switch_page(f"pages/{page}.py").run()
         assert not app.exception, app.exception
     return app
 
@@ -67,7 +67,7 @@ def model_fingerprint(model: torch.nn.Module) -> str:
 
 
 def test_predict_sample_photo(app_env: Path) -> None:
-    from app_pages import common
+    from pages import common
 
     cached = common.load_model_cached(shipped_model_path())
     before = model_fingerprint(cached.model)
@@ -204,7 +204,7 @@ def test_gradcam_page_layers_and_model_unchanged(app_env: Path, faces_csv: Path)
     assert len(elements(app, "image")) == 3
     first = [image.proto.imgs[0].url for image in elements(app, "image")]
 
-    from app_pages import common
+    from pages import common
 
     cached = common.load_model_cached(shipped_model_path())
     before = model_fingerprint(cached.model)

@@ -159,6 +159,20 @@ def face_photo(ytf68: Path) -> Path:
     return ytf68 / "test" / "Richard_Paul_Evans_21.jpg"
 
 
+def test_page_url_on_fresh_server(page, app_url: str) -> None:
+    # Runs first, while no session has called st.navigation on this server yet.
+    open_page(page, app_url, "train")
+    page.get_by_role("heading", name="Predict facial keypoints").wait_for()
+    wait_until_idle(page)
+    shot(page, "fresh-server-page-url")
+
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    links = sidebar.locator('[data-testid="stSidebarNavLink"]')
+    assert links.count() == 5
+    assert sidebar.get_by_text("common", exact=True).count() == 0
+    assert sidebar.get_by_text("Model", exact=True).count() >= 1
+
+
 def test_predict_uploaded_photo(page, app_url: str, ytf68: Path) -> None:
     open_page(page, app_url)
     upload(page, "Photos", [face_photo(ytf68)])

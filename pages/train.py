@@ -10,7 +10,7 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
+from pages import common
 from facekp import runs
 from facekp.models import MODELS
 from facekp.train import TrainConfig
@@ -21,6 +21,7 @@ TABLE_REFRESH_SECONDS = 10.0
 DEFAULTS = TrainConfig(data="", out="")
 SELECTED_RUN_KEY = "train_selected_run"
 
+common.require_router()
 st.title("Train")
 
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
+from pages import common
 from facekp import viz
 from facekp.data import KeypointSet, split_indices
 from facekp.errors import FacekpError
@@ -104,6 +104,7 @@ def worst_faces(faces: KeypointSet, rows: np.ndarray, result: EvaluationResult) 
             column.image(drawn, caption=f"#{row} {name}: {label}", width="stretch")
 
 
+common.require_router()
 st.title("Compare")
 st.caption("Labels in red, predictions in blue. RMSE is in pixels of the 96x96 face.")
 model = common.selected_model()

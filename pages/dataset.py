@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from app_pages import common
+from pages import common
 from facekp import viz
 from facekp.data import DataSummary, KeypointSet, summarize_keypoint_set
 from facekp.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
@@ -118,6 +118,7 @@ def mean_face(faces: KeypointSet, indices: np.ndarray) -> None:
     right.dataframe(table, hide_index=True, width="stretch", height=560)
 
 
+common.require_router()
 st.title("Dataset")
 path = common.dataset_picker("dataset")
 if path is None:

@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from app_pages import common
+from pages import common
 from facekp import viz
 from facekp.imageio import read_rgb
 from facekp.keypoints import KEYPOINT_NAMES
@@ -97,6 +97,7 @@ def show_result(result: PhotoResult, data: bytes, model_name: str, index: int) -
         )
 
 
+common.require_router()
 st.title("Predict facial keypoints")
 st.caption(
     "Every face the detector finds is cropped to 96x96 gray, the model predicts 15 keypoints, "

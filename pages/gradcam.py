@@ -8,7 +8,7 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from app_pages import common
+from pages import common
 from facekp import gradcam, viz
 from facekp.checkpoint import KeypointModel
 from facekp.keypoints import KEYPOINT_NAMES
@@ -75,6 +75,7 @@ def show_map(column, title: str, image: np.ndarray, caption: str) -> None:
     column.image(image, caption=caption, width="stretch")
 
 
+common.require_router()
 st.title("Grad-CAM")
 st.caption(
     "Grad-CAM weights a layer's channels by the gradient of the target (one keypoint "

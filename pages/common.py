@@ -50,8 +50,26 @@ def setup_logging() -> None:
     handler._facekp_app = True  # type: ignore[attr-defined]
     logger.addHandler(handler)
     logger.setLevel(logging.INFO)
-    logging.getLogger("app_pages").addHandler(handler)
-    logging.getLogger("app_pages").setLevel(logging.INFO)
+    logging.getLogger("pages").addHandler(handler)
+    logging.getLogger("pages").setLevel(logging.INFO)
+
+
+ROUTER_KEY = "facekp_router_ran"
+
+
+def mark_router_ran() -> None:
+    """Record that ``app.py`` routed this run, so the page it runs next passes ``require_router``."""
+    st.session_state[ROUTER_KEY] = True
+
+
+def require_router() -> None:
+    """Restart a page run that did not come through ``app.py`` from ``app.py``.
+
+    Only the first request on a fresh server can do that: Streamlit runs a ``pages/`` file on
+    its own until some session has called ``st.navigation``.
+    """
+    if not st.session_state.get(ROUTER_KEY):
+        st.switch_page("app.py")
 
 
 # -- models ----------------------------------------------------------------------------------

@@ -58,7 +58,7 @@ ROUTER_KEY = "facekp_router_ran"
 
 
 def mark_router_ran() -> None:
-    """Record that ``app.py`` routed this run, so the page it runs next passes ``require_router``."""
+    """Record that ``app.py`` routed this run, so its page passes ``require_router``."""
     st.session_state[ROUTER_KEY] = True
 
 

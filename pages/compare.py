@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages import common
 from facekp import viz
 from facekp.data import KeypointSet, split_indices
 from facekp.errors import FacekpError
 from facekp.evaluate import EvaluationResult, evaluate
+from pages import common
 
 GRID_COLUMNS = 6
 WORST_PER_PAGE = 18

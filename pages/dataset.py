@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from pages import common
 from facekp import viz
 from facekp.data import DataSummary, KeypointSet, summarize_keypoint_set
 from facekp.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
+from pages import common
 
 GRID_COLUMNS = 6
 GRID_ROWS = 4

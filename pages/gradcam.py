@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import streamlit as st
 
-from pages import common
 from facekp import gradcam, viz
 from facekp.checkpoint import KeypointModel
 from facekp.keypoints import KEYPOINT_NAMES
 from facekp.predict import predict_photo
+from pages import common
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "facekp" / "assets" / "samples"
 ZOOM = 4  # The 96x96 face is shown at 384x384.

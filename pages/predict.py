@@ -10,11 +10,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from pages import common
 from facekp import viz
 from facekp.imageio import read_rgb
 from facekp.keypoints import KEYPOINT_NAMES
 from facekp.predict import PhotoResult, predict_photo, results_to_json
+from pages import common
 
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "facekp" / "assets" / "samples"
 CROP_ZOOM = 3  # Face crops are shown at 288x288.

@@ -10,10 +10,10 @@ import altair as alt
 import pandas as pd
 import streamlit as st
 
-from pages import common
 from facekp import runs
 from facekp.models import MODELS
 from facekp.train import TrainConfig
+from pages import common
 
 REFRESH_SECONDS = 2.0
 TABLE_REFRESH_SECONDS = 10.0

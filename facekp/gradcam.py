@@ -9,9 +9,9 @@ marks the regions whose features push the target up. With ``sign=+1`` that means
 the point right (``x``) or down (``y``), and ``sign=-1`` explains moves left or up.
 
 The model is shared (a web app serves several people from one cached model), so these
-functions never change it: they do not switch its train/eval mode, touch ``requires_grad``
-or write ``.grad`` of its parameters (gradients come from ``torch.autograd.grad`` on the
-activation or input only), and their forward hooks act only on the thread that registered
+functions never change it. They do not switch its train/eval mode, touch ``requires_grad``
+or write ``.grad`` of its parameters, because gradients come from ``torch.autograd.grad`` on
+the activation or input only. Their forward hooks act only on the thread that registered
 them and are removed on exit. A model in training mode is explained through an eval-mode
 copy, because a forward pass in training mode would update its batch-norm statistics.
 """

@@ -77,7 +77,7 @@ class FaceResult:
 
     ``box`` is the face region ``(x, y, w, h)`` in photo pixels, and ``score`` the
     detector's score (``None`` for a whole-image face). ``keypoints`` is ``(15, 2)`` float32
-    in photo pixels. ``keypoints_crop`` holds the same points in pixels of ``crop``, the
+    in photo pixels. ``keypoints_crop`` contains the same points in pixels of ``crop``, the
     ``(96, 96)`` uint8 face the model saw, and ``face_crop`` maps between the two.
     ``found_by`` is ``"detector"`` or ``"whole image"``.
     """
@@ -105,7 +105,7 @@ class FaceResult:
 
 @dataclass(frozen=True)
 class PhotoResult:
-    """What happened to one photo: its faces, or the error that stopped it.
+    """The outcome for one photo: its faces, or the error that stopped it.
 
     ``path`` is the file path, or the name given for in-memory data. ``width`` and
     ``height`` are the upright photo's size (``None`` when it could not be decoded).

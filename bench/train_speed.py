@@ -1,10 +1,13 @@
-"""Measure training-step time of a model under allocator and memory-format settings.
+"""Measure training-step time of a model under allocator, OpenMP and memory-format settings.
 
-Each setting runs in a fresh Python process (allocator settings only apply at process
-start), trains ``--steps`` steps on random faces after a warm-up, and reports the median
+Each setting runs in a fresh Python process (allocator and OpenMP settings only apply at
+process start), trains ``--steps`` steps on random faces after a warm-up, and reports the median
 step time. Run from the repository root::
 
     python bench/train_speed.py --model heatmapnet --steps 30 --repeats 3
+
+Run it once on an idle machine and once while other jobs load the cores: the OpenMP wait
+policy matters most under load. Output: a Markdown table of median step times.
 """
 
 from __future__ import annotations
@@ -17,17 +20,26 @@ import subprocess
 import sys
 import time
 
-SETTINGS = {
-    "glibc default": ({}, False),
-    "glibc default + channels_last": ({}, True),
-    "glibc tunables": ({"GLIBC_TUNABLES": "TUNABLES"}, False),
-    "glibc tunables + channels_last": ({"GLIBC_TUNABLES": "TUNABLES"}, True),
+# name: (variables of the train command's environment to set, channels_last, torch threads
+# or None for torch's default)
+SETTINGS: dict[str, tuple[tuple[str, ...], bool, int | None]] = {
+    "defaults (2 threads)": ((), False, None),
+    "channels_last": ((), True, None),
+    "glibc tunables": (("GLIBC_TUNABLES",), False, None),
+    "OMP passive": (("OMP_WAIT_POLICY",), False, None),
+    "1 thread": ((), False, 1),
+    "train command (tunables + passive + channels_last)":
+        (("GLIBC_TUNABLES", "OMP_WAIT_POLICY"), True, None),
 }
 
 
-def _child(model_name: str, steps: int, batch_size: int, channels_last: bool) -> None:
+def _child(
+    model_name: str, steps: int, batch_size: int, channels_last: bool, threads: int | None
+) -> None:
     import torch
 
+    if threads is not None:
+        torch.set_num_threads(threads)
     from facekp.models import create_model
     from facekp.train import masked_loss
 
@@ -62,27 +74,29 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--channels-last", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--threads", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        _child(args.model, args.steps, args.batch_size, args.channels_last)
+        _child(args.model, args.steps, args.batch_size, args.channels_last, args.threads)
         return
 
-    from facekp.cli.train import GLIBC_TUNABLES
+    from facekp.cli.train import TRAINING_ENVIRONMENT
 
     results: dict[str, list[dict]] = {name: [] for name in SETTINGS}
     for _ in range(args.repeats):  # interleave settings so load changes hit all of them
-        for name, (extra_env, channels_last) in SETTINGS.items():
-            env = {k: v for k, v in os.environ.items() if k != "GLIBC_TUNABLES"}
-            env.update({k: GLIBC_TUNABLES if v == "TUNABLES" else v for k, v in extra_env.items()})
-            env["FACEKP_NO_REEXEC"] = "1"
+        for name, (variables, channels_last, threads) in SETTINGS.items():
+            env = {k: v for k, v in os.environ.items() if k not in TRAINING_ENVIRONMENT}
+            env.update({k: TRAINING_ENVIRONMENT[k] for k in variables})
             command = [sys.executable, __file__, "--child", "--model", args.model,
                        "--steps", str(args.steps), "--batch-size", str(args.batch_size)]
             if channels_last:
                 command.append("--channels-last")
+            if threads is not None:
+                command += ["--threads", str(threads)]
             output = subprocess.run(command, env=env, capture_output=True, text=True, check=True)
             results[name].append(json.loads(output.stdout.strip().splitlines()[-1]))
 
-    baseline = statistics.median(r["median"] for r in results["glibc default"])
+    baseline = statistics.median(r["median"] for r in results["defaults (2 threads)"])
     print(f"model {args.model}, batch {args.batch_size}, {args.steps} steps x {args.repeats} runs")
     print("| setting | median step ms | ratio to default | user s | system s |")
     print("|---|---:|---:|---:|---:|")

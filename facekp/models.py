@@ -131,7 +131,12 @@ class HeatmapNet(nn.Module):
     into a sub-pixel position (input pixels, 4 per cell), returned normalised to -1..1.
     """
 
-    def __init__(self, widths: tuple[int, int, int, int] = (24, 48, 96, 160)) -> None:
+    def __init__(
+        self,
+        widths: tuple[int, int, int, int] = (24, 48, 96, 160),
+        deep_blocks: int = 2,
+        refine: bool = True,
+    ) -> None:
         super().__init__()
         w1, w2, w3, w4 = widths
         decoder = w2
@@ -139,12 +144,12 @@ class HeatmapNet(nn.Module):
         self.stage2 = nn.Sequential(ConvBlock(w1, w2, stride=2), ResidualBlock(w2))  # 24 x 24
         self.stage3 = nn.Sequential(ConvBlock(w2, w3, stride=2), ResidualBlock(w3))  # 12 x 12
         self.stage4 = nn.Sequential(
-            ConvBlock(w3, w4, stride=2), ResidualBlock(w4), ResidualBlock(w4)
+            ConvBlock(w3, w4, stride=2), *(ResidualBlock(w4) for _ in range(deep_blocks))
         )  # 6 x 6
         self.lateral4 = nn.Conv2d(w4, decoder, 1)
         self.lateral3 = nn.Conv2d(w3, decoder, 1)
         self.lateral2 = nn.Conv2d(w2, decoder, 1)
-        self.refine = ConvBlock(decoder, decoder)
+        self.refine = ConvBlock(decoder, decoder) if refine else nn.Identity()
         self.heatmaps = nn.Conv2d(decoder, NUM_KEYPOINTS, 3, padding=1)
         self.stride = FACE_SIZE / 24
 
@@ -172,3 +177,13 @@ def sezannet() -> nn.Module:
 @register_model("heatmapnet")
 def heatmapnet() -> nn.Module:
     return HeatmapNet()
+
+
+@register_model("heatmapnet-small")
+def heatmapnet_small() -> nn.Module:
+    return HeatmapNet(widths=(16, 32, 64, 128))
+
+
+@register_model("heatmapnet-lite")
+def heatmapnet_lite() -> nn.Module:
+    return HeatmapNet(widths=(16, 32, 64, 128), deep_blocks=1, refine=False)

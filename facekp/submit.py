@@ -1,4 +1,4 @@
-"""Kaggle submissions: predict the test faces and answer each row of ``IdLookupTable.csv``."""
+"""Kaggle submissions: predict the test faces and fill in each row of ``IdLookupTable.csv``."""
 
 from __future__ import annotations
 

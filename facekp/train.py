@@ -65,7 +65,7 @@ LOSSES = ("l1", "mse")
 
 
 class RunDirectoryError(FacekpError):
-    """A run folder that cannot be used: already holds a run, or holds nothing to resume."""
+    """A run folder that cannot be used: it already contains a run, or has nothing to resume."""
 
 
 @dataclass
@@ -80,7 +80,7 @@ class TrainConfig:
 
     data: str
     out: str
-    model: str = "heatmapnet"
+    model: str = "heatmapnet-lite"
     epochs: int = 30
     lr: float = 2e-3
     batch_size: int = 64
@@ -352,8 +352,14 @@ class _StopWatch:
             signal.signal(number, handler)
 
     def _handle(self, number: int, frame: object) -> None:
+        if self.signalled is not None:
+            # A second signal means the user does not want to wait for the batch to finish.
+            raise KeyboardInterrupt
         self.signalled = signal.Signals(number).name
-        log.warning("received %s; stopping after the current batch", self.signalled)
+        log.warning(
+            "received %s; stopping after the current batch (send it again to stop at once)",
+            self.signalled,
+        )
 
     def should_stop(self) -> bool:
         return self.signalled is not None or self.stop_path.exists()
@@ -457,7 +463,7 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
              if (run_dir / name).exists()]
     if taken:
         raise RunDirectoryError(
-            f"{run_dir} already holds a training run ({', '.join(taken)}); pass --resume to "
+            f"{run_dir} already contains a training run ({', '.join(taken)}); pass --resume to "
             "continue it, or choose another --out folder"
         )
 
@@ -520,7 +526,7 @@ def _write_progress_status(run_dir: Path, status: str) -> None:
 
 @dataclass
 class _State:
-    """Where training stands; saved in ``last.pt`` so a stopped run continues exactly."""
+    """The position and running totals of training, saved in ``last.pt`` to resume exactly."""
 
     epoch: int = 1  # the epoch in progress, 1-based
     batch: int = 0  # batches of that epoch already trained
@@ -621,7 +627,8 @@ def _train_loop(
                 state.best_val_rmse = record["val_rmse"]
                 state.best_epoch = record["epoch"]
                 best_metrics = {"epoch": record["epoch"], "val_rmse": record["val_rmse"],
-                                "train_rmse": record["train_rmse"]}
+                                "train_rmse": record["train_rmse"],
+                                "training_seconds": record["elapsed_seconds"]}
                 save_checkpoint(checkpoint_for(best_metrics, None), run_dir / BEST_FILE)
             state.epoch += 1
             state.batch = 0
@@ -716,7 +723,7 @@ def _restore(
     checkpoint = read_checkpoint(path)
     training = checkpoint.get("training")
     if not isinstance(training, dict):
-        raise CheckpointError(f"{path} holds no training state to resume from; start a new run")
+        raise CheckpointError(f"{path} contains no training state to resume from; start a new run")
     try:
         model.load_state_dict(checkpoint["state_dict"])
         optimizer.load_state_dict(training["optimizer"])

@@ -18,8 +18,17 @@ from facekp.checkpoint import (
 )
 from facekp.errors import CheckpointError, ImageError
 from facekp.evaluate import keypoint_errors
-from facekp.keypoints import KEYPOINT_NAMES
+from facekp.keypoints import KEYPOINT_NAMES, flip_keypoints
 from facekp.models import create_model
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Predict on one thread: spinning OpenMP workers slow down shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def _checkpoint_file(directory: Path, name: str = "heatmapnet") -> Path:
@@ -180,3 +189,16 @@ def test_newer_format_version(tmp_path: Path) -> None:
     path = save_checkpoint(checkpoint, tmp_path / "future.pt")
     with pytest.raises(CheckpointError, match="format version 99"):
         load_model(path)
+
+
+def test_flip_average_is_mean_of_both_views(tmp_path: Path, real_faces) -> None:
+    loaded = load_model(_checkpoint_file(tmp_path))
+    faces = real_faces.images[:3]
+    plain = loaded.predict(faces)
+    mirrored = flip_keypoints(loaded.predict(np.ascontiguousarray(faces[:, :, ::-1])))
+
+    loaded.flip_average = True
+    averaged = loaded.predict(faces)
+
+    np.testing.assert_allclose(averaged, (plain + mirrored) / 2, atol=1e-4)
+    assert not np.allclose(averaged, plain, atol=1e-3)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from facekp.checkpoint import load_model
 from facekp.data import write_training_csv
@@ -17,6 +18,15 @@ from facekp.evaluate import evaluate, keypoint_errors
 from facekp.keypoints import KEYPOINT_NAMES
 
 REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Predict on one thread: spinning OpenMP workers slow down shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_keypoint_errors_by_hand() -> None:

@@ -21,6 +21,15 @@ KAGGLE_TEST_IMAGES = 1783
 KAGGLE_LOOKUP_ROWS = 27124
 
 
+@pytest.fixture(autouse=True)
+def one_torch_thread():
+    """Predict on one thread: spinning OpenMP workers slow down shared cores."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="module")
 def lookup(kaggle_fkd: Path):
     return load_id_lookup(kaggle_fkd / "IdLookupTable.csv")

@@ -15,10 +15,19 @@ from facekp.errors import FacekpError
 
 log = logging.getLogger(__name__)
 
-# glibc malloc settings for training: serve tensors up to 32 MiB (glibc's maximum mmap
-# threshold on 64-bit) from the heap and keep freed memory instead of returning it, so each
-# step reuses pages rather than mapping fresh zeroed ones. bench/train_speed.py measures it.
-GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296"
+# Environment for fast training, applied by restarting the process once (both settings are
+# read only at process start). glibc malloc: serve tensors up to 32 MiB (glibc's maximum mmap
+# threshold on 64-bit) from the heap and keep freed memory, so each step reuses pages rather
+# than mapping fresh zeroed ones. OpenMP: let idle worker threads sleep instead of spinning,
+# which otherwise makes a step several times slower when other processes share the cores.
+# bench/train_speed.py measures both.
+TRAINING_ENVIRONMENT = {
+    "GLIBC_TUNABLES": (
+        "glibc.malloc.mmap_threshold=33554432:glibc.malloc.trim_threshold=4294967296"
+    ),
+    "OMP_WAIT_POLICY": "PASSIVE",
+}
+GLIBC_TUNABLES = TRAINING_ENVIRONMENT["GLIBC_TUNABLES"]
 NO_REEXEC_VARIABLE = "FACEKP_NO_REEXEC"
 
 # Settings a resumed run must keep; each option defaults to None so that only the ones the
@@ -43,7 +52,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--data", help="training CSV in Kaggle training.csv format")
     parser.add_argument("--out", required=True, metavar="RUN_DIR", help="run folder to create")
-    parser.add_argument("--model", choices=sorted(MODELS), help="architecture (default heatmapnet)")
+    parser.add_argument(
+        "--model", choices=sorted(MODELS), help="architecture (default heatmapnet-lite)"
+    )
     parser.add_argument("--epochs", type=int, help="passes over the training data (default 30)")
     parser.add_argument("--lr", type=float, help="peak learning rate (default 0.002)")
     parser.add_argument("--batch-size", type=int, help="faces per optimizer step (default 64)")
@@ -71,30 +82,39 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--loss", choices=("l1", "mse"), help="default l1")
     parser.add_argument(
+        "--threads", type=int, metavar="N",
+        help="CPU threads for torch (default: torch's choice, usually one per core); does "
+        "not change the result",
+    )
+    parser.add_argument(
         "--resume", action="store_true",
         help="continue the stopped run in RUN_DIR with its stored settings",
     )
     parser.set_defaults(run=run)
 
 
-def _restart_with_malloc_tunables() -> None:
-    """Re-run ``python -m facekp`` once with :data:`GLIBC_TUNABLES` set, when it would help.
+def _restart_with_training_environment() -> None:
+    """Re-run ``python -m facekp`` once with :data:`TRAINING_ENVIRONMENT` added, if it helps.
 
-    Only when this process was started as ``python -m facekp`` on glibc Linux, the user set no
-    ``GLIBC_TUNABLES`` of their own, and ``FACEKP_NO_REEXEC`` is unset; otherwise returns.
+    Only when this process was started as ``python -m facekp`` on Linux, some variable of
+    :data:`TRAINING_ENVIRONMENT` is unset (values the user set are kept), and
+    ``FACEKP_NO_REEXEC`` is unset; otherwise returns. The glibc setting is added only on glibc.
     """
     main_file = Path(__file__).resolve().parents[1] / "__main__.py"
+    expected = dict(TRAINING_ENVIRONMENT)
+    if platform.libc_ver()[0] != "glibc":
+        expected.pop("GLIBC_TUNABLES")
+    missing = {name: value for name, value in expected.items() if name not in os.environ}
     if (
-        os.environ.get("GLIBC_TUNABLES")
+        not missing
         or os.environ.get(NO_REEXEC_VARIABLE)
         or sys.platform != "linux"
-        or platform.libc_ver()[0] != "glibc"
         or not sys.argv
         or Path(sys.argv[0]).resolve() != main_file
     ):
         return
-    environment = dict(os.environ, GLIBC_TUNABLES=GLIBC_TUNABLES, **{NO_REEXEC_VARIABLE: "1"})
-    log.debug("restarting with GLIBC_TUNABLES=%s", GLIBC_TUNABLES)
+    environment = dict(os.environ, **missing, **{NO_REEXEC_VARIABLE: "1"})
+    log.debug("restarting with %s", missing)
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", "facekp", *sys.argv[1:]], environment)
@@ -114,7 +134,7 @@ def _command_line(args: argparse.Namespace, given: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    _restart_with_malloc_tunables()
+    _restart_with_training_environment()
 
     from tqdm import tqdm
 
@@ -137,9 +157,15 @@ def run(args: argparse.Namespace) -> int:
     def show(progress: dict[str, Any]) -> None:
         bar.total = progress["epochs"] * progress["batches"]
         bar.n = (progress["epoch"] - 1) * progress["batches"] + progress["batch"]
-        bar.set_description(f"epoch {progress['epoch']}/{progress['epochs']}")
+        bar.set_description(f"epoch {progress['epoch']}/{progress['epochs']}", refresh=False)
         bar.refresh()
 
+    if args.threads is not None:
+        if args.threads < 1:
+            raise FacekpError(f"--threads must be at least 1, got {args.threads}")
+        import torch
+
+        torch.set_num_threads(args.threads)
     try:
         result = train(config, resume=args.resume, on_progress=show)
     finally:

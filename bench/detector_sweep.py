@@ -65,7 +65,7 @@ def settings(full: bool) -> list[Setting]:
     chosen += [Setting("default", 1.1, 5, 24)]
     chosen += [Setting("alt2", factor, 3, 24) for factor in (1.05, 1.2)]
     chosen += [Setting("default", 1.1, 3, size) for size in (32, 48)]
-    chosen += [Setting("default", 1.1, 3, 24, max_side) for max_side in (240, 400, 640, 1024)]
+    chosen += [Setting("default", 1.1, 3, 24, max_side) for max_side in (320, 640, 1024)]
     chosen += [Setting("default", 1.1, 3, 48, 1024)]
     return chosen
 

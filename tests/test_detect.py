@@ -31,7 +31,8 @@ def test_find_faces_labelled_face(labelled_photo) -> None:
     match = match_detection(detections, points)
     assert match is not None
     x, y, w, h = match.box
-    assert w == h
+    # Haar boxes are square; scaling back from a downscaled search rounds each axis apart.
+    assert w == pytest.approx(h, rel=0.01)
     assert w > np.ptp(points[:, 0]) * 0.8
     assert match.score >= 3
 
@@ -56,9 +57,9 @@ def test_find_faces_on_12_megapixel_photo(labelled_photo) -> None:
 
 def test_find_faces_small_photo_unscaled(labelled_photo) -> None:
     gray, _ = labelled_photo
-    assert max(gray.shape) <= MAX_DETECTION_SIDE
+    assert max(gray.shape) > MAX_DETECTION_SIDE
 
-    boxes = [d.box for d in find_faces(gray)]
+    boxes = [d.box for d in find_faces(gray, max_side=max(gray.shape))]
 
     assert boxes == [d.box for d in default_detector().detect(gray)]
     assert all(float(v).is_integer() for box in boxes for v in box)
@@ -70,7 +71,7 @@ def test_find_faces_max_side_maps_boxes(labelled_photo) -> None:
     side = max(gray.shape)
 
     reduced = match_detection(find_faces(double, max_side=side), (points + 0.5) * 2 - 0.5)
-    direct = match_detection(find_faces(gray), points)
+    direct = match_detection(find_faces(gray, max_side=side), points)
 
     assert reduced is not None
     np.testing.assert_allclose(reduced.box, np.array(direct.box) * 2, atol=2.0)

@@ -48,8 +48,9 @@ from facekp.predict import predict_photo  # noqa: E402
 
 @dataclass(frozen=True)
 class EncodedPhoto:
-    """A photo file's bytes and its ``(height, width)``, read from the file header only."""
+    """A photo file's name, its bytes and its ``(height, width)``, read from the file header."""
 
+    name: str
     data: bytes
     shape: tuple[int, int]
 
@@ -58,7 +59,7 @@ def decode(path: Path) -> EncodedPhoto:
     data = path.read_bytes()
     with Image.open(io.BytesIO(data)) as image:  # Pillow reads the header, not the pixels
         width, height = image.size
-    return EncodedPhoto(data=data, shape=(height, width))
+    return EncodedPhoto(name=path.name, data=data, shape=(height, width))
 
 
 def add_model_argument(parser: argparse.ArgumentParser) -> None:
@@ -91,7 +92,9 @@ def main() -> int:
     init_seconds = time.perf_counter() - tick
 
     def find_faces(photo: EncodedPhoto) -> list[dict]:
-        result = predict_photo(photo.data, keypoint_model, detector, whole_image=False)
+        result = predict_photo(
+            photo.data, keypoint_model, detector, name=photo.name, whole_image=False
+        )
         # predict_photo reports "no face found" as an error; that is a detection miss here.
         if result.error is not None and not result.error.startswith("no face found"):
             raise RuntimeError(result.error)

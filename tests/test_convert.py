@@ -17,7 +17,9 @@ from facekp.convert import (
     SKIP_OUTSIDE_CROP,
     SKIP_UNREADABLE,
     convert_landmarks,
+    fit_framing,
 )
+from facekp.crop import Framing
 from facekp.data import NAME_COLUMN, load_training_csv, person_from_filename, write_training_csv
 from facekp.errors import DataFormatError
 from facekp.keypoints import KEYPOINT_NAMES
@@ -276,6 +278,21 @@ def test_converted_faces_framed_like_kaggle(converted) -> None:
     assert abs(corner_distance.mean() - 50) < 3
     assert abs(eye_y.mean() - 38) < 2
     assert abs(eye_x.mean() - 47.5) < 1.5
+
+
+def test_fit_framing_hits_targets(sample: LandmarkSet, ytf68: Path) -> None:
+    start = Framing(scale=1.05, shift_x=-0.03, shift_y=0.04)
+    first = convert_landmarks(sample, ytf68 / "test", framing=start, keep_partial=True)
+
+    fitted = fit_framing(first.faces.keypoints, start, outer_eye_distance=46, eye_y=36)
+    second = convert_landmarks(sample, ytf68 / "test", framing=fitted, keep_partial=True)
+
+    assert second.faces.names == first.faces.names
+    keypoints = second.faces.keypoints.astype(np.float64)
+    corner_distance = np.linalg.norm(keypoints[:, LEFT_OUTER] - keypoints[:, RIGHT_OUTER], axis=1)
+    assert np.nanmean(corner_distance) == pytest.approx(46, abs=0.05)
+    assert np.nanmean(keypoints[:, [LEFT_EYE, RIGHT_EYE], 1]) == pytest.approx(36, abs=0.05)
+    assert np.nanmean(keypoints[:, [LEFT_EYE, RIGHT_EYE], 0]) == pytest.approx(47.5, abs=0.05)
 
 
 def test_subject_left_eye_on_image_right(converted) -> None:

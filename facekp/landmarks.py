@@ -30,9 +30,9 @@ _NAME_HEADERS = {"", "image", "file", "filename", "file_name", "name", "path"}
 class LandmarkSet:
     """Photos and their 68 landmarks.
 
-    ``names`` are image file names relative to the image folder (a ``.pts`` file's stem when
-    no image beside it was found); ``points`` is ``(N, 68, 2)`` float64 in photo pixels;
-    ``source`` is the file or folder the landmarks came from.
+    ``names`` are image file names relative to the image folder, or a ``.pts`` file's stem
+    when no image was found beside it. ``points`` is ``(N, 68, 2)`` float64 in photo pixels.
+    ``source`` is the file or folder that the landmarks were read from.
     """
 
     names: list[str]
@@ -55,8 +55,8 @@ class LandmarkSet:
 def load_landmarks(path: str | Path, *, pts_one_based: bool = True) -> LandmarkSet:
     """Read landmarks from a CSV file, a single ``.pts`` file or a folder of ``.pts`` files.
 
-    ``pts_one_based`` says that ``.pts`` coordinates count pixels from 1, as the 300-W
-    annotations do; 1 is then subtracted. CSV coordinates are taken as they are.
+    With ``pts_one_based``, ``.pts`` coordinates are taken to count pixels from 1, as the
+    300-W annotations do, so 1 is subtracted. CSV coordinates are taken as they are.
     """
     path = Path(path)
     if path.is_dir():
@@ -76,8 +76,8 @@ def read_landmark_csv(path: str | Path) -> LandmarkSet:
     """Read a CSV of ``file name, x0, y0, ..., x67, y67`` rows, one photo per row.
 
     The first line is a header when its first cell is empty or names the file column
-    (``image``, ``file``, ``name`` ...) or when one of its other cells is not a number;
-    otherwise it is a data row. Errors name the 1-based line number as the row.
+    (``image``, ``file``, ``name`` ...), or when one of its other cells is not a number.
+    Otherwise it is a data row. Errors give the 1-based line number as the row.
     """
     path = Path(path)
     names: list[str] = []
@@ -159,9 +159,9 @@ def _parse_coordinates(
         try:
             value = float(cell)
         except ValueError:
-            what = "is empty" if not cell.strip() else f"is {cell!r}, not a number"
+            problem = "is empty" if not cell.strip() else f"is {cell!r}, not a number"
             raise DataFormatError(
-                f"the landmark coordinate {what}; every landmark needs x and y in pixels",
+                f"the landmark coordinate {problem}; every landmark needs x and y in pixels",
                 path=str(path),
                 row=line_number,
                 column=column,
@@ -285,9 +285,10 @@ class _PtsReader:
 def read_pts_folder(folder: str | Path, *, one_based: bool = True) -> LandmarkSet:
     """Read every ``*.pts`` file in ``folder`` (not its subfolders), sorted by name.
 
-    Each set name is the image beside the ``.pts`` file with the same stem (the first of
-    ``.jpg``, ``.jpeg``, ``.png``, ``.bmp`` that exists, in either case), or the bare stem when
-    there is none, which the conversion then reports as a missing image.
+    Each name is the file name of the image beside the ``.pts`` file with the same stem: the
+    first of ``.jpg``, ``.jpeg``, ``.png`` and ``.bmp`` that exists, in lower or upper case.
+    Without such an image the name is the bare stem, and the conversion looks for the image
+    in its image folder instead.
     """
     folder = Path(folder)
     files = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".pts" and p.is_file())

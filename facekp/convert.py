@@ -83,7 +83,7 @@ def convert_landmarks(
     images_dir = Path(images_dir)
     if not images_dir.is_dir():
         raise DataFormatError(
-            "image folder not found; pass the folder that holds the labelled photos",
+            "image folder not found; pass the folder that contains the labelled photos",
             path=str(images_dir),
         )
     detector = detector or default_detector()
@@ -238,8 +238,8 @@ def fit_framing(
     framing makes, on average over these faces, the outer eye corners ``outer_eye_distance``
     px apart, the eye centres' mean ``y`` equal to ``eye_y`` and their midpoint's ``x`` equal
     to ``eye_x``, all in crop pixels. Crop coordinates are affine in the framing, so the fit
-    is exact for the same detector boxes; faces that newly fall outside the crop change it
-    slightly, so refit once on the new crops.
+    is exact for the same detector boxes. Faces that newly fall outside the crop shift the
+    means slightly, so refit once on the new crops.
     """
     keypoints = np.asarray(keypoints, dtype=np.float64)
     centre = FACE_SIZE / 2 - 0.5

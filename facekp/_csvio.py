@@ -85,6 +85,11 @@ class OpenedSource:
 
 
 @contextlib.contextmanager
+# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
+
 def open_source(source: Source, name: str | None = None) -> Iterator[OpenedSource]:
     """Open ``source`` for binary reading and check that it looks like CSV text.
 
@@ -293,18 +298,12 @@ def write_atomically(path: str | Path, write: Callable[[TextIO], None]) -> Path:
             handle.flush()
             os.fsync(handle.fileno())
         # mkstemp creates the file private (0600); give it the usual mode of a new file.
-        os.chmod(temporary, 0o666 & ~_current_umask())
+        os.chmod(temporary, 0o666 & ~_UMASK)
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
     return path
-
-
-def _current_umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
 
 
 def cache_dir() -> Path:

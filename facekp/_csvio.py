@@ -84,12 +84,12 @@ class OpenedSource:
         return self._identify()
 
 
-@contextlib.contextmanager
 # Read once at import: os.umask can only be read by setting it, which is not thread-safe.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 
 
+@contextlib.contextmanager
 def open_source(source: Source, name: str | None = None) -> Iterator[OpenedSource]:
     """Open ``source`` for binary reading and check that it looks like CSV text.
 

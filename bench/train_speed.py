@@ -104,7 +104,8 @@ def main() -> None:
         median = statistics.median(r["median"] for r in runs)
         user = statistics.median(r["user"] for r in runs)
         system = statistics.median(r["system"] for r in runs)
-        print(f"| {name} | {median * 1000:.1f} | {median / baseline:.2f} | {user:.1f} | {system:.1f} |")
+        print(f"| {name} | {median * 1000:.1f} | {median / baseline:.2f} "
+              f"| {user:.1f} | {system:.1f} |")
 
 
 if __name__ == "__main__":

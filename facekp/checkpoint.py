@@ -231,7 +231,9 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
             "'python -m facekp train' (for example RUN_DIR/best.pt)"
         )
     if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} is not a file; pass a .pt file, e.g. RUN_DIR/best.pt")
+        raise CheckpointError(
+            f"checkpoint {path} is not a file; pass a .pt file, e.g. RUN_DIR/best.pt"
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
@@ -303,7 +305,9 @@ def load_model(path: str | Path | None = None) -> KeypointModel:
     # Convolutions on channels_last tensors take oneDNN's faster kernels, even at batch 1.
     model = model.to(memory_format=torch.channels_last)
 
-    info = {key: value for key, value in checkpoint.items() if key not in ("state_dict", "training")}
+    info = {
+        key: value for key, value in checkpoint.items() if key not in ("state_dict", "training")
+    }
     log.debug("loaded %s model from %s", name, path)
     flip_average = bool(info.get("flip_average", False))
     return KeypointModel(model=model, name=name, info=info, path=path, flip_average=flip_average)

@@ -99,7 +99,8 @@ def evaluate(keypoint_model: KeypointModel, keypoint_set: KeypointSet) -> Evalua
 
     labelled = ~np.isnan(keypoints)
     per_keypoint_count = {
-        name: int(labelled[:, index].all(axis=-1).sum()) for index, name in enumerate(KEYPOINT_NAMES)
+        name: int(labelled[:, index].all(axis=-1).sum())
+        for index, name in enumerate(KEYPOINT_NAMES)
     }
     return EvaluationResult(
         rmse=rmse,

@@ -334,7 +334,10 @@ def request_stop(run_dir: str | Path) -> None:
 
 
 class _StopWatch:
-    """Notices SIGINT, SIGTERM and the run's stop file; installs handlers only in the main thread."""
+    """A watcher for SIGINT, SIGTERM and the run's stop file.
+
+    Signal handlers are installed only in the main thread, where Python allows them.
+    """
 
     def __init__(self, stop_path: Path) -> None:
         self.stop_path = stop_path
@@ -502,7 +505,8 @@ def train(
         result = _train_loop(config, run_dir, resume, run_record, on_progress)
     except BaseException as error:
         run_record["status"] = "failed"
-        run_record["error"] = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+        run_record["error"] = message
         run_record["finished"] = _now()
         write_json_atomic(run_dir / RUN_FILE, run_record)
         _write_progress_status(run_dir, "failed")

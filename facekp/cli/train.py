@@ -177,5 +177,6 @@ def run(args: argparse.Namespace) -> int:
     print(f"best validation RMSE: {best}")
     print(f"checkpoints: {result.run_dir / 'best.pt'} {result.run_dir / 'last.pt'}")
     if result.status == "stopped":
-        print(f"continue with: python -m facekp train --out {shlex.quote(str(result.run_dir))} --resume")
+        run_dir = shlex.quote(str(result.run_dir))
+        print(f"continue with: python -m facekp train --out {run_dir} --resume")
     return 0

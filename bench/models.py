@@ -1,9 +1,9 @@
 """Compare trained keypoint models on a labelled test CSV: accuracy, speed and size.
 
-For each ``NAME=PATH`` (a run folder with ``best.pt`` and ``metrics.jsonl``, or a
-checkpoint file) this prints RMSE in pixels of the 96x96 face, overall and per keypoint, the
-training time recorded in the run, inference time per face at batch 1 and batch 256 on one
-thread (median of repeated timings), parameter count and checkpoint size. The mean-face row
+Each ``NAME=PATH`` is a run folder with ``best.pt`` and ``metrics.jsonl``, or a checkpoint
+file. For each, this prints RMSE in pixels of the 96x96 face, overall and per keypoint, and
+the training time recorded in the run. It also prints inference time per face at batch 1
+and batch 256 on one thread (median of repeated timings), parameter count and file size. The mean-face row
 uses the first model's stored training mean. Example::
 
     python bench/models.py --test data/ytf68-test.csv \\

@@ -51,7 +51,7 @@ log = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = "facekp-checkpoint"
 CHECKPOINT_VERSION = 1
 
-# How a checkpoint's model expects its input and produces its output.
+# The input and output scaling of every checkpoint's model.
 NORMALIZATION: dict[str, str] = {
     "image": "uint8 gray value / 255, shape (B, 1, 96, 96)",
     "keypoints": "(pixel - 48) / 48, x then y per keypoint in Kaggle column order",
@@ -75,7 +75,7 @@ class KeypointModel:
     registered architecture name and ``info`` contains the checkpoint's metadata (everything
     except the weights and the optimizer state). With ``flip_average`` (the checkpoint's
     ``"flip_average"`` entry), :meth:`predict` also runs each face mirrored and averages
-    the two predictions; ``model`` itself always sees only the faces it is given.
+    the two predictions; ``model`` itself only ever receives the faces it is given.
     """
 
     model: nn.Module
@@ -184,7 +184,7 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
     """Write ``checkpoint`` to ``path`` atomically and return the path.
 
     The data goes to a temporary file in the same folder, is flushed and fsynced, and then
-    replaces ``path`` with ``os.replace``, so a reader sees either the old file or the
+    replaces ``path`` with ``os.replace``. A reader therefore gets either the old file or the
     complete new one, even if the process dies while writing.
     """
     path = Path(path)
@@ -302,7 +302,7 @@ def load_model(path: str | Path | None = None) -> KeypointModel:
             "from a different architecture or the file was altered; retrain"
         ) from error
     model.eval()
-    # Convolutions on channels_last tensors take oneDNN's faster kernels, even at batch 1.
+    # channels_last measured faster than the default layout at batch 1 on one thread.
     model = model.to(memory_format=torch.channels_last)
 
     info = {

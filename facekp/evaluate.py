@@ -42,7 +42,7 @@ class EvaluationResult:
         return order if limit is None else order[:limit]
 
     def to_dict(self) -> dict[str, Any]:
-        """The summary as plain JSON types (no per-face arrays)."""
+        """Return the summary as plain JSON types, without the per-face arrays."""
         return {
             "rmse": self.rmse,
             "baseline_rmse": self.baseline_rmse,

@@ -30,7 +30,7 @@ def submission_locations(
     """Predict the faces and return ``(row_ids, locations)`` sorted by RowId.
 
     ``image_ids`` is ``(N,)`` and ``images`` ``(N, 96, 96)`` uint8, as from
-    :func:`facekp.kaggle.load_test_csv`. Only faces that the lookup table asks about are
+    :func:`facekp.kaggle.load_test_csv`. Only faces that the lookup table requests are
     predicted. Locations are pixels of the face, clipped to 0..95. Raises
     :class:`DataFormatError` when the table asks for an ImageId that ``image_ids`` lacks.
     """

@@ -122,7 +122,7 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """How a call to :func:`train` ended; RMSE values are pixels of the 96x96 face."""
+    """The outcome of a call to :func:`train`; RMSE values are pixels of the 96x96 face."""
 
     run_dir: Path
     status: str
@@ -262,7 +262,7 @@ def _training_batches(
     """Yield ``(batch_index, faces (B,1,96,96), targets (B,30), mask (B,30))`` for one epoch.
 
     The order depends only on (seed, epoch) and each batch's augmentation only on
-    (seed, epoch, batch), so a resumed epoch sees exactly the batches it would have seen.
+    (seed, epoch, batch), so a resumed epoch gets exactly the batches it would have had.
     """
     order = np.random.default_rng([config.seed, epoch]).permutation(len(train.images))
     batches = _batch_count(len(order), config.batch_size)
@@ -589,7 +589,7 @@ def _train_loop(
     last_progress = 0.0
 
     def report(status: str, force: bool = False) -> None:
-        """Pass progress to ``on_progress`` and rewrite progress.json at most once a second."""
+        """Pass progress to ``on_progress``; rewrite progress.json if forced or 1 s has passed."""
         nonlocal last_progress
         progress = {
             "epoch": min(state.epoch, config.epochs), "epochs": config.epochs,

@@ -21,7 +21,8 @@ def flip_face(face: np.ndarray, keypoints: np.ndarray) -> tuple[np.ndarray, np.n
     """Mirror a face left to right and its keypoints with it.
 
     Every left/right keypoint pair swaps names, so the subject's left eye is still called
-    the left eye (and sits on the image's right); nose tip and lip centres keep their names.
+    the left eye and still sits on the image's right. Nose tip and lip centres keep their
+    names.
     """
     return np.ascontiguousarray(face[:, ::-1]), flip_keypoints(keypoints, width=face.shape[1])
 

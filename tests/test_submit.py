@@ -57,7 +57,8 @@ def test_locations_follow_lookup_rows(real_faces, lookup, small_checkpoint: Path
 
     assert len(row_ids) == KAGGLE_LOOKUP_ROWS
     assert (np.diff(row_ids) > 0).all()
-    assert locations.min() >= 0 and locations.max() <= 95
+    assert locations.min() >= 0
+    assert locations.max() <= 95
     # Spot-check rows against a direct prediction of their face.
     predictions = model.predict(real_faces.images)
     for m in (0, 1, 500, len(lookup) - 1):

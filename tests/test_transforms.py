@@ -115,7 +115,8 @@ def test_brightness_contrast_stays_in_range(real_faces) -> None:
 
     brighter = adjust_brightness_contrast(face.copy(), brightness=0.3, contrast=1.5)
 
-    assert brighter.min() >= 0.0 and brighter.max() <= 1.0
+    assert brighter.min() >= 0.0
+    assert brighter.max() <= 1.0
     assert brighter.mean() > face.mean()
 
 
@@ -128,7 +129,8 @@ def test_augmentation_output_and_determinism(real_faces) -> None:
 
     assert first[0].dtype == np.float32
     assert first[0].shape == (96, 96)
-    assert 0.0 <= first[0].min() and first[0].max() <= 1.0
+    assert first[0].min() >= 0.0
+    assert first[0].max() <= 1.0
     np.testing.assert_array_equal(first[0], second[0])
     np.testing.assert_array_equal(first[1], second[1])
     assert not np.allclose(first[1], keypoints)

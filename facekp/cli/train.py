@@ -121,7 +121,7 @@ def _restart_with_training_environment() -> None:
 
 
 def _command_line(args: argparse.Namespace, given: dict[str, Any]) -> str:
-    """The ``python -m facekp train`` command that repeats this run."""
+    """Return the ``python -m facekp train`` command that repeats this run."""
     parts = ["python", "-m", "facekp", "train"]
     for name, value in given.items():
         flag = "--" + name.replace("_", "-")

@@ -152,9 +152,12 @@ def run(args: argparse.Namespace) -> int:
             raise FacekpError("--data is required for a new run (or pass --resume)")
         config = TrainConfig(out=args.out, command=command, **given)
 
-    bar = tqdm(total=None, unit="batch", file=sys.stderr, dynamic_ncols=True, leave=False)
+    bars: list[tqdm] = []  # created at the first progress record, after the data loaded
 
     def show(progress: dict[str, Any]) -> None:
+        if not bars:
+            bars.append(tqdm(unit="batch", file=sys.stderr, dynamic_ncols=True, leave=False))
+        bar = bars[0]
         bar.total = progress["epochs"] * progress["batches"]
         bar.n = (progress["epoch"] - 1) * progress["batches"] + progress["batch"]
         bar.set_description(f"epoch {progress['epoch']}/{progress['epochs']}", refresh=False)
@@ -169,7 +172,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         result = train(config, resume=args.resume, on_progress=show)
     finally:
-        bar.close()
+        for bar in bars:
+            bar.close()
 
     best = "n/a" if result.best_val_rmse is None else f"{result.best_val_rmse:.3f} px"
     print(f"status: {result.status}")

@@ -42,7 +42,7 @@ from torch import nn
 from facekp import data as data_module
 from facekp.checkpoint import build_checkpoint, save_checkpoint
 from facekp.errors import CheckpointError, FacekpError
-from facekp.keypoints import FACE_SIZE, KEYPOINT_NAMES, NUM_KEYPOINTS
+from facekp.keypoints import FACE_SIZE, KEYPOINT_NAMES
 from facekp.models import MODELS, create_model
 from facekp.transforms import Augmentation
 

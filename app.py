@@ -12,8 +12,12 @@ the entry script first calls ``st.navigation``. A fresh server opened at a page 
 from __future__ import annotations
 
 import logging
+import os
 
-import streamlit as st
+# Passive OpenMP waiting, as in facekp/__main__.py; it must be set before torch is imported.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import streamlit as st  # noqa: E402
 
 from pages import common
 

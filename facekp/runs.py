@@ -59,7 +59,7 @@ ACTIVE_STATUSES = ("starting", "running")
 LOG_TAIL_CHARS = 600
 
 # A run name is a timestamp and a registered model name, so it is always a plain folder name.
-_RUN_NAME_PATTERN = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z0-9_]+(-[0-9]+)?$")
+_RUN_NAME_PATTERN = re.compile(r"^[0-9]{8}-[0-9]{6}-[a-z0-9][a-z0-9_-]*$")
 
 
 class RunError(FacekpError):
@@ -428,7 +428,7 @@ def _check_model_name(model: str) -> None:
 
     if model not in MODELS:
         raise RunError(f"unknown model {model!r}; choose one of {', '.join(sorted(MODELS))}")
-    if not re.fullmatch(r"[a-z0-9_]+", model):
+    if not re.fullmatch(r"[a-z0-9][a-z0-9_-]*", model):
         raise RunError(f"model name {model!r} cannot be used in a run folder name")
 
 

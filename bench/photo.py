@@ -47,7 +47,7 @@ SIZES = [("640x480", 640, 480, 440), ("12 MP (4000x3000)", 4000, 3000, 2600)]
 
 # Maximum side of the copy the detector searches, for the end-to-end timings. The default,
 # facekp.detect.MAX_DETECTION_SIDE, is marked in the output.
-DETECTION_SIDES = (1024, 512, 320)
+DETECTION_SIDES = tuple(sorted({1024, 512, 320, MAX_DETECTION_SIDE}, reverse=True))
 
 
 def make_jpeg(photo: Image.Image, width: int, height: int, photo_height: int) -> bytes:

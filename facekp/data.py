@@ -252,8 +252,8 @@ def _parse_training_csv(opened: OpenedSource, skip_bad_rows: bool) -> KeypointSe
         except RowValueError as error:
             if not skip_bad_rows:
                 raise DataFormatError(
-                    f"{error.message} (file line {line}; pass skip_bad_rows / --skip-bad-rows "
-                    "to load the other rows)",
+                    f"{error.message} (file line {line}); to load the other rows, skip "
+                    "invalid rows with the skip-bad-rows option",
                     path=opened.label,
                     row=row,
                     column=error.column,
@@ -334,8 +334,8 @@ def _training_columns(header: list[str], label: str) -> dict[str, int]:
 
     if "ImageId" in seen and IMAGE_COLUMN in seen and not set(COORDINATE_COLUMNS) & set(seen):
         raise DataFormatError(
-            "this is a Kaggle test.csv (ImageId, Image) without keypoints; "
-            "load it with facekp.kaggle.load_test_csv",
+            "this is a Kaggle test.csv (ImageId, Image) without keypoints; training and "
+            "evaluation need a training.csv with the 30 keypoint columns and Image",
             path=label,
         )
 
@@ -395,7 +395,7 @@ def _parse_training_row(
     values = np.empty(len(COORDINATE_COLUMNS), dtype=np.float64)
     for index, column in enumerate(COORDINATE_COLUMNS):
         values[index] = _parse_coordinate(fields[columns[column]], column)
-    _check_coordinates(values)
+    _check_coordinates(values, [fields[columns[column]] for column in COORDINATE_COLUMNS])
 
     image = parse_pixels(fields[columns[IMAGE_COLUMN]], IMAGE_COLUMN)
 
@@ -427,7 +427,7 @@ def _parse_coordinate(cell: str, column: str) -> float:
         ) from None
 
 
-def _check_coordinates(values: np.ndarray) -> None:
+def _check_coordinates(values: np.ndarray, cells: list[str]) -> None:
     present = ~np.isnan(values)
     outside = present & ~((values >= _COORDINATE_LOW) & (values <= _COORDINATE_HIGH))
     if outside.any():
@@ -442,10 +442,13 @@ def _check_coordinates(values: np.ndarray) -> None:
     if half_labelled.any():
         keypoint = int(np.flatnonzero(half_labelled)[0])
         x_column, y_column = COORDINATE_COLUMNS[2 * keypoint], COORDINATE_COLUMNS[2 * keypoint + 1]
-        empty, filled = (x_column, y_column) if present[2 * keypoint + 1] else (y_column, x_column)
+        missing_index = 2 * keypoint if present[2 * keypoint + 1] else 2 * keypoint + 1
+        missing = COORDINATE_COLUMNS[missing_index]
+        filled = y_column if missing == x_column else x_column
+        state = "is empty" if not cells[missing_index].strip() else "is NaN (not a number)"
         raise RowValueError(
-            f"is empty but {filled} is set; a keypoint needs both coordinates or neither",
-            empty,
+            f"{state} but {filled} is set; a keypoint needs both coordinates or neither",
+            missing,
         )
 
 

@@ -267,7 +267,9 @@ def test_test_csv_given_as_training(tmp_path, real_faces):
 
     error = expect_error(path)
 
-    assert "load_test_csv" in str(error)
+    assert "Kaggle test.csv (ImageId, Image) without keypoints" in str(error)
+    assert "need a training.csv with the 30 keypoint columns" in str(error)
+    assert "load_test_csv" not in str(error)
 
 
 @pytest.mark.parametrize(
@@ -336,7 +338,17 @@ def test_keypoint_with_one_coordinate(tmp_path, good_rows):
 
     error = expect_error(path, row=3, column="nose_tip_y")
 
-    assert "nose_tip_x is set" in str(error)
+    assert "is empty but nose_tip_x is set" in str(error)
+
+
+def test_keypoint_with_nan_coordinate(tmp_path, good_rows):
+    good_rows[3][good_rows[0].index("nose_tip_x")] = "nan"
+    path = write_rows(tmp_path / "bad.csv", good_rows)
+
+    error = expect_error(path, row=3, column="nose_tip_x")
+
+    assert "is NaN (not a number) but nose_tip_y is set" in str(error)
+    assert "is empty" not in str(error)
 
 
 def test_empty_file(tmp_path):
@@ -429,7 +441,8 @@ def test_strict_stops_at_first_bad_row(tmp_path, kaggle_like_faces):
 
     error = expect_error(path, row=2, column="nose_tip_x")
 
-    assert "skip_bad_rows" in str(error)
+    assert "skip invalid rows with the skip-bad-rows option" in str(error)
+    assert "skip_bad_rows /" not in str(error)
 
 
 def test_skip_bad_rows(tmp_path, kaggle_like_faces, caplog):

@@ -62,6 +62,65 @@ PREDICT_BATCH_SIZE = 256
 _REQUIRED_KEYS = ("model_name", "state_dict", "keypoint_names", "input_size")
 
 
+class NotACheckpointError(CheckpointError):
+    """A file that cannot be read as a facekp checkpoint; ``reason`` says why in a few words."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        self.path = Path(path)
+        self.reason = reason
+        super().__init__(
+            f"{path} is not a facekp checkpoint ({reason}); pass a best.pt or last.pt written "
+            "by python -m facekp train"
+        )
+
+
+# Leading bytes of files that users pass by mistake, to name them in the error message.
+_FILE_SIGNATURES: tuple[tuple[bytes, str], ...] = (
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"\x89PNG\r\n\x1a\n", "a PNG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"\x93NUMPY", "a NumPy .npy array"),
+)
+_ZIP_SIGNATURE = b"PK\x03\x04"
+_PICKLE_SIGNATURE = b"\x80"
+
+
+def _unreadable_reason(path: Path, error: BaseException) -> str:
+    """Describe in a few words why ``torch.load`` failed on ``path``, from the file's content.
+
+    PyTorch's own message is left out because it suggests ``weights_only=False``, which would
+    run code from the file.
+    """
+    try:
+        with path.open("rb") as stream:
+            head = stream.read(64)
+    except OSError as read_error:
+        return f"it cannot be read: {read_error.strerror}"
+    if not head:
+        return "the file is empty"
+    if head.startswith(_ZIP_SIGNATURE) or head.startswith(_PICKLE_SIGNATURE):
+        # PyTorch files are ZIP archives (or, before PyTorch 1.6, bare pickles).
+        if head.startswith(_ZIP_SIGNATURE) and not zipfile.is_zipfile(path):
+            return "the file is truncated or damaged"
+        if isinstance(error, pickle.UnpicklingError):
+            return (
+                "it contains pickled Python objects, such as a whole model, which facekp does "
+                "not load because loading them runs code from the file"
+            )
+        return "the file is truncated or damaged"
+    for signature, description in _FILE_SIGNATURES:
+        if head.startswith(signature):
+            return f"it is {description}"
+    text = head.lstrip()
+    if text[:1] in (b"{", b"["):
+        return "it is JSON text"
+    if text.isascii() and all(byte >= 32 or byte in b"\t\r\n" for byte in text):
+        return "it is a text file"
+    return "it is not a PyTorch file"
+
+
 def shipped_model_path() -> Path:
     """Return the path of the model that ships inside the package, ``facekp/assets/model.pt``."""
     return Path(__file__).resolve().parent / "assets" / "model.pt"
@@ -238,16 +297,13 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, EOFError, OSError, ValueError, pickle.UnpicklingError,
             zipfile.BadZipFile, AttributeError, TypeError, IndexError, KeyError) as error:
-        raise CheckpointError(
-            f"checkpoint {path} could not be read ({type(error).__name__}: "
-            f"{str(error).splitlines()[0] if str(error) else 'no details'}); the file is "
-            "truncated, corrupt or not a torch file. Use best.pt or last.pt from a finished "
-            "run, or retrain"
-        ) from error
+        log.debug("torch.load failed on %s: %s", path, error)
+        raise NotACheckpointError(path, _unreadable_reason(path, error)) from error
     if not isinstance(checkpoint, dict) or checkpoint.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(
-            f"{path} is a torch file but not a facekp checkpoint (no format "
-            f"{CHECKPOINT_FORMAT!r}); use a checkpoint written by 'python -m facekp train'"
+        raise NotACheckpointError(
+            path,
+            f"it is a PyTorch file without the format entry {CHECKPOINT_FORMAT!r}, such as "
+            "a plain state dict",
         )
     version = checkpoint.get("format_version")
     if not isinstance(version, int) or version > CHECKPOINT_VERSION:

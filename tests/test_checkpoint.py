@@ -131,40 +131,70 @@ def test_folder_instead_of_checkpoint(tmp_path: Path) -> None:
         load_model(tmp_path)
 
 
+def _assert_clean_message(error: CheckpointError, path: Path, reason: str) -> None:
+    message = str(error)
+    assert message.startswith(f"{path} is not a facekp checkpoint (")
+    assert reason in message
+    assert "pass a best.pt or last.pt written by python -m facekp train" in message
+    assert "weights_only" not in message
+    assert "\x1b[" not in message
+    assert "\n" not in message
+
+
 def test_truncated_checkpoint(tmp_path: Path) -> None:
     path = _checkpoint_file(tmp_path)
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CheckpointError, match="truncated, corrupt"):
+    with pytest.raises(CheckpointError) as caught:
         load_model(path)
+    _assert_clean_message(caught.value, path, "(the file is truncated or damaged)")
 
 
-def test_corrupt_checkpoint(tmp_path: Path) -> None:
+def test_random_bytes_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "noise.pt"
     path.write_bytes(np.random.default_rng(0).bytes(5000))
-    with pytest.raises(CheckpointError, match="truncated, corrupt"):
+    with pytest.raises(CheckpointError) as caught:
         load_model(path)
+    _assert_clean_message(caught.value, path, "(it is not a PyTorch file)")
 
 
 def test_empty_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "empty.pt"
     path.write_bytes(b"")
-    with pytest.raises(CheckpointError, match="could not be read"):
+    with pytest.raises(CheckpointError) as caught:
         load_model(path)
+    _assert_clean_message(caught.value, path, "(the file is empty)")
+
+
+def test_json_checkpoint(tmp_path: Path) -> None:
+    path = tmp_path / "run.json"
+    path.write_text('{"status": "finished"}\n')
+    with pytest.raises(CheckpointError) as caught:
+        load_model(path)
+    _assert_clean_message(caught.value, path, "(it is JSON text)")
+
+
+def test_jpeg_checkpoint(tmp_path: Path, ytf68: Path) -> None:
+    path = next((ytf68 / "test").glob("*.jpg"))
+    with pytest.raises(CheckpointError) as caught:
+        load_model(path)
+    _assert_clean_message(caught.value, path, "(it is a JPEG image)")
 
 
 def test_plain_state_dict_is_not_checkpoint(tmp_path: Path) -> None:
     path = tmp_path / "weights.pt"
     torch.save(create_model("sezannet").state_dict(), path)
-    with pytest.raises(CheckpointError, match="not a facekp checkpoint"):
+    with pytest.raises(CheckpointError) as caught:
         load_model(path)
+    _assert_clean_message(caught.value, path, "such as a plain state dict")
 
 
 def test_checkpoint_with_pickled_object(tmp_path: Path) -> None:
     path = tmp_path / "module.pt"
     torch.save(create_model("sezannet"), path)
-    with pytest.raises(CheckpointError, match="could not be read"):
+    with pytest.raises(CheckpointError) as caught:
         load_model(path)
+    _assert_clean_message(caught.value, path, "contains pickled Python objects")
 
 
 def test_weights_of_other_model(tmp_path: Path) -> None:

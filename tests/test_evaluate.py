@@ -107,5 +107,6 @@ def test_cli_reports_bad_checkpoint(real_faces, tmp_path: Path) -> None:
     )
 
     assert completed.returncode == 2
-    assert "could not be read" in completed.stderr
+    assert "is not a facekp checkpoint (the file is truncated or damaged)" in completed.stderr
+    assert "weights_only" not in completed.stderr
     assert "Traceback" not in completed.stderr

@@ -52,7 +52,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     explained.add_argument(
         "--layer",
         metavar="NAME",
-        help="layer to explain, as printed by --list-layers (default: the last convolution)",
+        help="layer to explain, as printed by --list-layers (default: the layer that feeds the "
+        "model's last activation, such as stage4.1.bn2 of the shipped model)",
     )
     explained.add_argument(
         "--keypoint",

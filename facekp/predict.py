@@ -177,7 +177,8 @@ def predict_photo(
         message = _without_prefix(str(error), source_name(source))
         result = PhotoResult(path=label, width=None, height=None, error=message)
     if result.error is not None:
-        log.info("%s: %s", label, result.error)
+        # Debug level only: the caller reports result.error, so INFO would repeat it.
+        log.debug("%s: %s", label, result.error)
     return result
 
 

@@ -321,6 +321,9 @@ def test_cli_json_and_exit_status(model, ytf68: Path, tmp_path: Path, capsys) ->
     assert [image["path"] for image in document["images"]] == [good, str(bad)]
     assert "faces" in document["images"][0]
     assert "error" in document["images"][1]
+    # The error is reported once, in the JSON document, and not logged again.
+    assert document["images"][1]["error"].startswith("the image header is corrupt")
+    assert "header is corrupt" not in mixed.stderr
     assert "Traceback" not in mixed.stderr
 
 
@@ -349,6 +352,26 @@ def test_cli_table_and_drawings(ytf68: Path, tmp_path: Path, real_faces, capsys)
     ]
     with Image.open(out_dir / "my_photo__1_-keypoints.png") as drawing:
         assert drawing.size == Image.open(first).size
+
+
+def test_cli_help_names_drawings_and_status(capsys) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["predict", "--help"])
+
+    text = " ".join(capsys.readouterr().out.split())
+    assert caught.value.code == 0
+    assert "DIR/NAME-keypoints.png" in text
+    assert "DIR/NAME.png" not in text
+    assert "2 if the model cannot be loaded" in text
+
+
+def test_cli_bad_checkpoint_exit_status(ytf68: Path, tmp_path: Path) -> None:
+    checkpoint = tmp_path / "model.pt"
+    checkpoint.write_text("not a checkpoint")
+
+    status = main(["predict", str(ytf68 / "test" / PHOTO_NAME), "--checkpoint", str(checkpoint)])
+
+    assert status == 2
 
 
 def test_cli_rejects_small_detection_side(ytf68: Path) -> None:

@@ -1,7 +1,8 @@
 """``python -m facekp predict``: keypoints for every face in one or more photos.
 
 Exit status: 0 when every photo gave at least one face, 1 when any photo failed (its
-message is in the table or the JSON), 2 when the model cannot be loaded.
+message is in the table or the JSON, and only there) or a drawing could not be written,
+2 when the model cannot be loaded.
 """
 
 from __future__ import annotations
@@ -27,7 +28,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "predict",
         help=HELP,
-        description=HELP + ". Exit status 0 if every photo worked, 1 if any failed.",
+        description=HELP + ". Exit status: 0 if every photo gave at least one face, 1 if any "
+        "photo failed or a drawing could not be written, 2 if the model cannot be loaded.",
     )
     parser.add_argument("images", nargs="+", metavar="IMAGE", help="photo files")
     parser.add_argument(
@@ -40,7 +42,9 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "--out-dir",
         type=Path,
         metavar="DIR",
-        help="also write each photo with its face boxes and keypoints drawn, as DIR/NAME.png",
+        help="also write each photo with its face boxes and keypoints drawn, as "
+        "DIR/NAME-keypoints.png, where NAME is the photo's file name without its extension "
+        "and with characters other than letters, digits, '.', '_' and '-' replaced by '_'",
     )
     parser.add_argument(
         "--checkpoint",

@@ -24,6 +24,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import re
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -137,7 +138,7 @@ def _open(source: ImageSource) -> Image.Image:
             "convert it to JPEG or PNG"
         ) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(f"{name}: {_too_many_pixels_message()} ({error})") from None
+        raise ImageError(f"{name}: {_bomb_message(error)}") from None
     except PermissionError:
         raise ImageError(f"{name}: permission denied; check the file's read permission") from None
     except _DECODE_ERRORS as error:
@@ -159,6 +160,20 @@ def _too_many_pixels_message() -> str:
     )
 
 
+def _bomb_message(error: Exception) -> str:
+    """Describe an image that Pillow rejected as too large, stating only this module's limit.
+
+    Pillow raises before this module can read the size for images over twice its own limit
+    (about 179 megapixels). Its message, such as ``Image size (1600000000 pixels) exceeds
+    limit of 178956970 pixels``, gives the pixel count, which is kept when it can be read.
+    """
+    found = re.search(r"\((\d+) pixels\)", str(error))
+    if found is None:
+        return _too_many_pixels_message()
+    megapixels = int(found.group(1)) / 1e6
+    return f"the image has {megapixels:.0f} megapixels; {_too_many_pixels_message()}"
+
+
 def _decode(image: Image.Image, source: ImageSource, color: bool) -> DecodedImage:
     """Decode the first frame of an opened image, upright, as gray or RGB pixels."""
     name = source_name(source)
@@ -172,7 +187,7 @@ def _decode(image: Image.Image, source: ImageSource, color: bool) -> DecodedImag
     try:
         image.load()
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise ImageError(f"{name}: {_too_many_pixels_message()} ({error})") from None
+        raise ImageError(f"{name}: {_bomb_message(error)}") from None
     except _DECODE_ERRORS as error:
         raise ImageError(
             f"{name}: the image data is truncated or corrupt ({error}); "

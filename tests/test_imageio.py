@@ -318,8 +318,16 @@ def test_huge_claimed_size_rejected() -> None:
     # Over twice Pillow's own limit, where Image.open itself raises DecompressionBombError.
     data = zero_png(40_000, 40_000, rows=1)
 
-    with pytest.raises(ImageError, match="megapixels"):
+    with pytest.raises(ImageError, match="megapixels") as caught:
         read_gray(data)
+
+    message = str(caught.value)
+    assert "the image has 1600 megapixels" in message
+    assert f"images over {MAX_PIXELS / 1e6:.0f} megapixels are rejected" in message
+    # One limit only: Pillow's own limit and wording stay out of the message.
+    assert "exceeds limit" not in message
+    assert "178956970" not in message
+    assert message.count("megapixels") == 2
 
 
 BAD_INPUTS = [

@@ -28,12 +28,14 @@ log = logging.getLogger(__name__)
 # Reasons for skipping a photo, as counted in Conversion.skipped.
 SKIP_IMAGE_MISSING = "image missing"
 SKIP_UNREADABLE = "unreadable image"
+SKIP_LANDMARKS_OUTSIDE = "landmarks outside the image"
 SKIP_NO_FACE = "no face found"
 SKIP_FACE_ELSEWHERE = "face found elsewhere"
 SKIP_OUTSIDE_CROP = "keypoints outside crop"
 SKIP_REASONS = (
     SKIP_IMAGE_MISSING,
     SKIP_UNREADABLE,
+    SKIP_LANDMARKS_OUTSIDE,
     SKIP_NO_FACE,
     SKIP_FACE_ELSEWHERE,
     SKIP_OUTSIDE_CROP,
@@ -160,6 +162,11 @@ def _convert_one(
     if gray is None or gray.size == 0:
         raise _Skipped(SKIP_UNREADABLE)
 
+    # A detector box lies inside the image, so it can never contain a landmark centre outside
+    # it: such landmarks belong to another image or another pixel origin, not another face.
+    if not _centre_inside(points, gray.shape):
+        raise _Skipped(SKIP_LANDMARKS_OUTSIDE)
+
     detections = find_faces(gray, detector)
     if not detections:
         raise _Skipped(SKIP_NO_FACE)
@@ -174,6 +181,18 @@ def _convert_one(
         raise _Skipped(SKIP_OUTSIDE_CROP)
     keypoints[outside] = np.nan
     return _Face(image_name=path.name, crop=crop, keypoints=keypoints, box=match.box)
+
+
+def _centre_inside(points: np.ndarray, shape: tuple[int, ...]) -> bool:
+    """Return whether the centre of the landmarks' bounding box lies on the image.
+
+    ``points`` is ``(K, 2)`` in photo pixels with pixel centres at integers, so the image
+    spans ``-0.5 .. width - 0.5`` and ``-0.5 .. height - 0.5``. Single landmarks may lie
+    outside, as a chin below the bottom edge does in a few ytf68 training photos.
+    """
+    height, width = shape[:2]
+    centre_x, centre_y = (points.min(axis=0) + points.max(axis=0)) / 2
+    return bool(-0.5 <= centre_x <= width - 0.5 and -0.5 <= centre_y <= height - 0.5)
 
 
 def resolve_image(images_dir: Path, name: str) -> Path | None:

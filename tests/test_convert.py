@@ -13,6 +13,7 @@ from facekp.cli import convert as convert_command
 from facekp.convert import (
     SKIP_FACE_ELSEWHERE,
     SKIP_IMAGE_MISSING,
+    SKIP_LANDMARKS_OUTSIDE,
     SKIP_NO_FACE,
     SKIP_OUTSIDE_CROP,
     SKIP_UNREADABLE,
@@ -336,6 +337,11 @@ def test_conversion_skip_reasons(tmp_path: Path, ytf68: Path, sample: LandmarkSe
     centre = (real.points[0].min(axis=0) + real.points[0].max(axis=0)) / 2
     names.append("spread_01.jpg")
     points.append(centre + 3 * (real.points[0] - centre))
+    # The same photo, with its landmarks shifted 5000 px right and 5000 px up, off the image.
+    for name, shift in (("far_01.jpg", (5000, 0)), ("above_01.jpg", (0, -5000))):
+        (tmp_path / name).symlink_to(ytf68 / "test" / real.names[0])
+        names.append(name)
+        points.append(real.points[0] + shift)
     for name in real.names[:1]:
         (tmp_path / name).symlink_to(ytf68 / "test" / name)
 
@@ -348,6 +354,7 @@ def test_conversion_skip_reasons(tmp_path: Path, ytf68: Path, sample: LandmarkSe
     assert conversion.skipped[SKIP_NO_FACE] == ["blank_01.png"]
     assert conversion.skipped[SKIP_FACE_ELSEWHERE] == ["moved_01.jpg"]
     assert conversion.skipped[SKIP_OUTSIDE_CROP] == ["spread_01.jpg"]
+    assert conversion.skipped[SKIP_LANDMARKS_OUTSIDE] == ["far_01.jpg", "above_01.jpg"]
 
 
 def test_keep_partial_sets_missing(tmp_path: Path, ytf68: Path, sample: LandmarkSet) -> None:

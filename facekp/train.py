@@ -30,7 +30,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,8 +40,13 @@ import torch
 from torch import nn
 
 from facekp import data as data_module
-from facekp.checkpoint import build_checkpoint, save_checkpoint
-from facekp.errors import CheckpointError, FacekpError
+from facekp.checkpoint import (
+    NotACheckpointError,
+    build_checkpoint,
+    read_checkpoint,
+    save_checkpoint,
+)
+from facekp.errors import CheckpointError, DataFormatError, FacekpError
 from facekp.keypoints import FACE_SIZE, KEYPOINT_NAMES
 from facekp.models import MODELS, create_model
 from facekp.transforms import Augmentation
@@ -75,7 +80,9 @@ class TrainConfig:
     ``lr`` is the peak learning rate of the one-cycle schedule (or the constant rate).
     ``val_fraction`` of the people in ``data`` are held out for validation unless
     ``val_data`` names a separate file. ``forward_fill`` copies each missing label from the
-    row above, as the original notebook did, instead of masking it.
+    row above, as the original notebook did, instead of masking it. ``skip_bad_rows`` leaves
+    out invalid rows of ``data`` and ``val_data`` instead of raising; their counts are stored
+    in ``run.json`` under ``data``.
     """
 
     data: str
@@ -94,6 +101,7 @@ class TrainConfig:
     schedule: str = "onecycle"
     loss: str = "l1"
     channels_last: bool = True
+    skip_bad_rows: bool = False
     command: str = ""
 
     def validate(self) -> None:
@@ -130,6 +138,7 @@ class TrainResult:
     best_val_rmse: float | None
     last_train_rmse: float | None
     history: list[dict[str, Any]] = field(default_factory=list)
+    skipped_rows: int = 0  # invalid data rows left out by skip_bad_rows, both files together
 
 
 # ----------------------------------------------------------------------------- losses
@@ -192,7 +201,7 @@ def forward_fill_keypoints(keypoints: np.ndarray) -> np.ndarray:
 def keypoint_counts(keypoints: np.ndarray) -> dict[str, int]:
     """Rows with both coordinates labelled, per keypoint name."""
     labelled = ~np.isnan(keypoints).any(axis=-1)
-    return {name: int(n) for name, n in zip(KEYPOINT_NAMES, labelled.sum(axis=0))}
+    return {name: int(n) for name, n in zip(KEYPOINT_NAMES, labelled.sum(axis=0), strict=True)}
 
 
 def mean_keypoints(keypoints: np.ndarray) -> np.ndarray:
@@ -205,18 +214,25 @@ def mean_keypoints(keypoints: np.ndarray) -> np.ndarray:
 
 
 def _load_splits(config: TrainConfig) -> tuple[_Split, _Split | None, dict[str, Any]]:
-    full = data_module.load_training_csv(config.data)
-    if len(full) == 0:
-        raise FacekpError(f"{config.data} has no faces to train on")
+    """Load and split the data; raise :class:`DataFormatError` when a part has no labels."""
+    full = data_module.load_training_csv(config.data, skip_bad_rows=config.skip_bad_rows)
+    _check_labelled(full.keypoints, (
+        f"{config.data} has no labelled keypoints: every keypoint cell of its {len(full)} "
+        "rows is empty; training needs a training.csv with keypoint coordinates"
+    ))
     keypoints = full.keypoints.astype(np.float32)
     if config.forward_fill:
         keypoints = forward_fill_keypoints(keypoints)
 
+    skipped = {"data": len(full.skipped_rows)}
     if config.val_data:
-        validation_set = data_module.load_training_csv(config.val_data)
+        validation_set = data_module.load_training_csv(
+            config.val_data, skip_bad_rows=config.skip_bad_rows
+        )
+        skipped["val_data"] = len(validation_set.skipped_rows)
         train_idx = np.arange(len(full))
         val = _Split(validation_set.images, validation_set.keypoints.astype(np.float32))
-        split_info = {"kind": "file", "val_data": config.val_data}
+        split_info = {"kind": "file", "val_data": _absolute(config.val_data)}
     elif config.val_fraction > 0:
         train_idx, val_idx = data_module.split_indices(full, config.val_fraction, config.seed)
         if len(train_idx) == 0 or len(val_idx) == 0:
@@ -234,14 +250,47 @@ def _load_splits(config: TrainConfig) -> tuple[_Split, _Split | None, dict[str, 
         split_info = {"kind": "none"}
 
     train = _Split(full.images[train_idx], keypoints[train_idx])
+    if val is not None:
+        _check_labelled(train.keypoints, (
+            f"after the validation split, none of the {len(train_idx)} training faces of "
+            f"{config.data} has a labelled keypoint; choose another --seed or --val-fraction, "
+            "or pass --val-data"
+        ))
+        _check_labelled(val.keypoints, (
+            f"none of the {len(val.images)} validation faces has a labelled keypoint, so "
+            "neither the validation RMSE nor best.pt can be computed; choose another --seed "
+            "or --val-fraction, or pass --val-data with labelled faces"
+        ))
     summary = {
-        "path": str(config.data),
+        "path": _absolute(config.data),
         "rows": int(len(full)),
+        "skipped_rows": skipped,
         "train_rows": int(len(train_idx)),
         "keypoint_counts": keypoint_counts(full.keypoints[train_idx]),
         "split": split_info,
     }
     return train, val, summary
+
+
+def _check_labelled(keypoints: np.ndarray, message: str) -> None:
+    """Raise :class:`DataFormatError` with ``message`` when ``keypoints`` are all missing."""
+    if np.isnan(keypoints).all():
+        raise DataFormatError(message)
+
+
+def _absolute(path: str) -> str:
+    """Return ``path`` made absolute, so a stored run does not depend on the working folder."""
+    return str(Path(path).resolve())
+
+
+def stored_config(config: TrainConfig) -> dict[str, Any]:
+    """Return ``config`` as stored in ``run.json`` and checkpoints, with absolute data paths."""
+    absolute = replace(
+        config,
+        data=_absolute(config.data),
+        val_data=_absolute(config.val_data) if config.val_data else config.val_data,
+    )
+    return asdict(absolute)
 
 
 def _to_targets(keypoints: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -342,6 +391,8 @@ class _StopWatch:
     def __init__(self, stop_path: Path) -> None:
         self.stop_path = stop_path
         self.signalled: str | None = None
+        # Set once training has ended, so that a signal no longer interrupts the final saves.
+        self.finishing = False
         self._previous: dict[int, Any] = {}
 
     def __enter__(self) -> _StopWatch:
@@ -355,6 +406,10 @@ class _StopWatch:
             signal.signal(number, handler)
 
     def _handle(self, number: int, frame: object) -> None:
+        if self.finishing:
+            log.info("received %s while saving the finished run; ignoring it",
+                     signal.Signals(number).name)
+            return
         if self.signalled is not None:
             # A second signal means the user does not want to wait for the batch to finish.
             raise KeyboardInterrupt
@@ -440,7 +495,13 @@ def prepare_resume(run_dir: str | Path, overrides: dict[str, Any] | None = None)
     for key, value in (overrides or {}).items():
         if key in ("command", "out"):
             continue
-        if getattr(config, key) != value:
+        stored = getattr(config, key)
+        if key in ("data", "val_data") and value is not None and stored is not None:
+            # run.json stores absolute paths; the user may name the same file relatively.
+            unchanged = _absolute(value) == _absolute(stored)
+        else:
+            unchanged = stored == value
+        if not unchanged:
             raise RunDirectoryError(
                 f"cannot change {key} from {getattr(config, key)!r} to {value!r} when "
                 f"resuming {run_dir}; drop that option or start a new run folder"
@@ -464,11 +525,33 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
         raise RunDirectoryError(f"{run_dir} exists and is not a folder; choose another --out")
     taken = [name for name in (RUN_FILE, METRICS_FILE, LAST_FILE, BEST_FILE)
              if (run_dir / name).exists()]
-    if taken:
+    if not taken:
+        return
+    if taken == [RUN_FILE]:
+        status = _stored_status(run_dir)
+        if status == "failed":
+            # A run that failed before its first checkpoint has nothing worth keeping.
+            log.info("reusing %s: its previous run failed before writing a checkpoint", run_dir)
+            return
         raise RunDirectoryError(
-            f"{run_dir} already contains a training run ({', '.join(taken)}); pass --resume to "
-            "continue it, or choose another --out folder"
+            f"{run_dir} contains {RUN_FILE} of a run with status {status!r} and no checkpoint; "
+            f"if that run is no longer running, delete {run_dir / RUN_FILE} to start a new run "
+            "there, or choose another --out folder"
         )
+    raise RunDirectoryError(
+        f"{run_dir} already contains a training run ({', '.join(taken)}); pass --resume to "
+        "continue it, or choose another --out folder"
+    )
+
+
+def _stored_status(run_dir: Path) -> str:
+    """Return the ``status`` recorded in ``run_dir/run.json``, or "unreadable"."""
+    try:
+        stored = json.loads((run_dir / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return "unreadable"
+    status = stored.get("status") if isinstance(stored, dict) else None
+    return status if isinstance(status, str) else "unreadable"
 
 
 def train(
@@ -480,42 +563,72 @@ def train(
 
     With ``resume=True`` the run continues from ``last.pt`` (use :func:`prepare_resume` to get
     its stored configuration). Returns when all epochs are done (status ``finished``) or when
-    a stop was requested (status ``stopped``). Errors set status ``failed`` in ``run.json``
-    and are raised again. ``on_progress`` receives each progress record as it is written.
+    a stop was requested (status ``stopped``). Invalid settings, data or ``last.pt`` raise
+    before anything is written to the run folder; later errors set status ``failed`` in
+    ``run.json`` and are raised again. SIGINT and SIGTERM request a stop from the start of
+    this call until it returns, and are ignored once the last epoch has ended. ``on_progress``
+    receives each progress record as it is written.
     """
     config.validate()
     run_dir = Path(config.out)
     check_run_dir(run_dir, resume)
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / STOP_FILE).unlink(missing_ok=True)
 
-    run_record: dict[str, Any] = {
-        "config": asdict(config),
-        "status": "running",
-        "pid": os.getpid(),
-        "started": _now(),
-    }
-    if resume:
-        _, previous = _config_from_run(run_dir)
-        run_record["started"] = previous.get("started", run_record["started"])
-        run_record["resumed"] = previous.get("resumed", 0) + 1
-    write_json_atomic(run_dir / RUN_FILE, run_record)
+    with _StopWatch(run_dir / STOP_FILE) as stop:
+        (run_dir / STOP_FILE).unlink(missing_ok=True)
 
-    try:
-        result = _train_loop(config, run_dir, resume, run_record, on_progress)
-    except BaseException as error:
-        run_record["status"] = "failed"
-        message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
-        run_record["error"] = message
-        run_record["finished"] = _now()
+        # Check the data and the checkpoint before touching the run folder, so that bad
+        # input leaves the folder as it was and a corrected retry can use it.
+        splits = _load_splits(config)
+        last_checkpoint = _read_last_checkpoint(run_dir) if resume else None
+        previous = _config_from_run(run_dir)[1] if resume else {}
+
+        run_dir.mkdir(parents=True, exist_ok=True)
+        run_record: dict[str, Any] = {
+            "config": stored_config(config),
+            "status": "running",
+            "pid": os.getpid(),
+            "started": previous.get("started", _now()),
+            "data": splits[2],
+        }
+        if resume:
+            run_record["resumed"] = previous.get("resumed", 0) + 1
         write_json_atomic(run_dir / RUN_FILE, run_record)
-        _write_progress_status(run_dir, "failed")
-        raise
-    run_record["status"] = result.status
-    run_record["finished"] = _now()
-    run_record.pop("error", None)
-    write_json_atomic(run_dir / RUN_FILE, run_record)
+
+        try:
+            result = _train_loop(config, run_dir, splits, last_checkpoint, on_progress, stop)
+        except BaseException as error:
+            run_record["status"] = "failed"
+            message = f"{type(error).__name__}: {error}" if str(error) else type(error).__name__
+            run_record["error"] = message
+            run_record["finished"] = _now()
+            write_json_atomic(run_dir / RUN_FILE, run_record)
+            _write_progress_status(run_dir, "failed")
+            raise
+        run_record["status"] = result.status
+        run_record["finished"] = _now()
+        run_record.pop("error", None)
+        write_json_atomic(run_dir / RUN_FILE, run_record)
     return result
+
+
+def _read_last_checkpoint(run_dir: Path) -> dict[str, Any]:
+    """Read ``run_dir/last.pt`` to resume; raise :class:`CheckpointError` saying what to do."""
+    path = run_dir / LAST_FILE
+    try:
+        checkpoint = read_checkpoint(path)
+    except CheckpointError as error:
+        reason = error.reason if isinstance(error, NotACheckpointError) else str(error)
+        raise CheckpointError(
+            f"cannot resume: the last checkpoint {path} is damaged ({reason}). {BEST_FILE} "
+            "contains only the model weights, not the optimizer state needed to continue the "
+            "run, so start the run again in a new --out folder"
+        ) from error
+    if not isinstance(checkpoint.get("training"), dict):
+        raise CheckpointError(
+            f"cannot resume: {path} contains no training state; start the run again in a new "
+            "--out folder"
+        )
+    return checkpoint
 
 
 def _write_progress_status(run_dir: Path, status: str) -> None:
@@ -546,13 +659,13 @@ class _State:
 def _train_loop(
     config: TrainConfig,
     run_dir: Path,
-    resume: bool,
-    run_record: dict[str, Any],
+    splits: tuple[_Split, _Split | None, dict[str, Any]],
+    last_checkpoint: dict[str, Any] | None,
     on_progress: Callable[[dict[str, Any]], None] | None,
+    stop: _StopWatch,
 ) -> TrainResult:
-    train_split, val_split, data_summary = _load_splits(config)
-    run_record["data"] = data_summary
-    write_json_atomic(run_dir / RUN_FILE, run_record)
+    train_split, val_split, data_summary = splits
+    skipped_rows = sum(data_summary["skipped_rows"].values())
     mean = mean_keypoints(train_split.keypoints)
     batches = _batch_count(len(train_split.images), config.batch_size)
 
@@ -563,8 +676,8 @@ def _train_loop(
     optimizer = _make_optimizer(model, config)
     scheduler = _make_scheduler(optimizer, config, batches)
     state = _State()
-    if resume:
-        state = _restore(run_dir / LAST_FILE, model, optimizer, scheduler)
+    if last_checkpoint is not None:
+        state = _restore(last_checkpoint, run_dir / LAST_FILE, model, optimizer, scheduler)
     history = [r for r in read_metrics(run_dir) if r.get("epoch", 0) < state.epoch]
     augmentation = Augmentation() if config.augment else None
 
@@ -572,7 +685,7 @@ def _train_loop(
         return build_checkpoint(
             model, config.model, data=data_summary, mean_keypoints=mean, metrics=metrics,
             command=config.command, training=training,
-            extra={"config": asdict(config), "epoch": metrics.get("epoch")},
+            extra={"config": stored_config(config), "epoch": metrics.get("epoch")},
         )
 
     def save_last() -> None:
@@ -609,41 +722,42 @@ def _train_loop(
         0 if val_split is None else len(val_split.images), config.epochs, batches,
     )
     model.train()
-    with _StopWatch(run_dir / STOP_FILE) as stop:
-        report("running", force=True)
-        while state.epoch <= config.epochs:
-            if _train_epoch(model, optimizer, scheduler, train_split, config, state, batches,
-                            augmentation, stop, report):
-                save_last()
-                report("stopped", force=True)
-                log.info("stopped in epoch %d after batch %d", state.epoch, state.batch)
-                return _result(run_dir, "stopped", state, history)
-
-            record = _finish_epoch(model, val_split, config, state, optimizer)
-            if not any(r.get("epoch") == record["epoch"] for r in read_metrics(run_dir)):
-                _append_metrics(run_dir / METRICS_FILE, record)
-            history.append(record)
-            improved = val_split is None or (
-                record["val_rmse"] is not None
-                and (state.best_val_rmse is None or record["val_rmse"] < state.best_val_rmse)
-            )
-            if improved:
-                state.best_val_rmse = record["val_rmse"]
-                state.best_epoch = record["epoch"]
-                best_metrics = {"epoch": record["epoch"], "val_rmse": record["val_rmse"],
-                                "train_rmse": record["train_rmse"],
-                                "training_seconds": record["elapsed_seconds"]}
-                save_checkpoint(checkpoint_for(best_metrics, None), run_dir / BEST_FILE)
-            state.epoch += 1
-            state.batch = 0
+    report("running", force=True)
+    while state.epoch <= config.epochs:
+        if _train_epoch(model, optimizer, scheduler, train_split, config, state, batches,
+                        augmentation, stop, report):
             save_last()
-            report("running", force=True)
-            log.info("epoch %d/%d: train RMSE %.3f px, validation RMSE %s px, %.1f s",
-                     record["epoch"], config.epochs, record["train_rmse"] or float("nan"),
-                     "n/a" if record["val_rmse"] is None else f"{record['val_rmse']:.3f}",
-                     record["epoch_seconds"])
-        report("finished", force=True)
-    return _result(run_dir, "finished", state, history)
+            stop.finishing = True
+            report("stopped", force=True)
+            log.info("stopped in epoch %d after batch %d", state.epoch, state.batch)
+            return _result(run_dir, "stopped", state, history, skipped_rows)
+
+        record = _finish_epoch(model, val_split, config, state, optimizer)
+        if not any(r.get("epoch") == record["epoch"] for r in read_metrics(run_dir)):
+            _append_metrics(run_dir / METRICS_FILE, record)
+        history.append(record)
+        improved = val_split is None or (
+            record["val_rmse"] is not None
+            and (state.best_val_rmse is None or record["val_rmse"] < state.best_val_rmse)
+        )
+        if improved:
+            state.best_val_rmse = record["val_rmse"]
+            state.best_epoch = record["epoch"]
+            best_metrics = {"epoch": record["epoch"], "val_rmse": record["val_rmse"],
+                            "train_rmse": record["train_rmse"],
+                            "training_seconds": record["elapsed_seconds"]}
+            save_checkpoint(checkpoint_for(best_metrics, None), run_dir / BEST_FILE)
+        state.epoch += 1
+        state.batch = 0
+        save_last()
+        report("running", force=True)
+        log.info("epoch %d/%d: train RMSE %.3f px, validation RMSE %s px, %.1f s",
+                 record["epoch"], config.epochs, record["train_rmse"] or float("nan"),
+                 "n/a" if record["val_rmse"] is None else f"{record['val_rmse']:.3f}",
+                 record["epoch_seconds"])
+    stop.finishing = True
+    report("finished", force=True)
+    return _result(run_dir, "finished", state, history, skipped_rows)
 
 
 def _train_epoch(
@@ -717,17 +831,14 @@ def _finish_epoch(
 
 
 def _restore(
+    checkpoint: dict[str, Any],
     path: Path,
     model: nn.Module,
     optimizer: torch.optim.Optimizer,
     scheduler: torch.optim.lr_scheduler.LRScheduler | None,
 ) -> _State:
-    from facekp.checkpoint import read_checkpoint
-
-    checkpoint = read_checkpoint(path)
-    training = checkpoint.get("training")
-    if not isinstance(training, dict):
-        raise CheckpointError(f"{path} contains no training state to resume from; start a new run")
+    """Load the weights, optimizer, schedule and RNG state of ``checkpoint``, read from ``path``."""
+    training = checkpoint["training"]
     try:
         model.load_state_dict(checkpoint["state_dict"])
         optimizer.load_state_dict(training["optimizer"])
@@ -743,7 +854,9 @@ def _restore(
     return state
 
 
-def _result(run_dir: Path, status: str, state: _State, history: list[dict]) -> TrainResult:
+def _result(
+    run_dir: Path, status: str, state: _State, history: list[dict], skipped_rows: int
+) -> TrainResult:
     return TrainResult(
         run_dir=run_dir,
         status=status,
@@ -751,4 +864,5 @@ def _result(run_dir: Path, status: str, state: _State, history: list[dict]) -> T
         best_val_rmse=state.best_val_rmse,
         last_train_rmse=state.last_train_rmse,
         history=history,
+        skipped_rows=skipped_rows,
     )

@@ -15,7 +15,8 @@ import pytest
 import torch
 
 from facekp.checkpoint import load_model, read_checkpoint
-from facekp.data import write_training_csv
+from facekp.data import split_indices, write_training_csv
+from facekp.errors import CheckpointError, DataFormatError
 from facekp.train import (
     RunDirectoryError,
     TrainConfig,
@@ -188,17 +189,128 @@ def test_resume_rejects_changed_settings(faces_csv: Path, tmp_path: Path) -> Non
         prepare_resume(run_dir, {"lr": 0.5})
 
 
-def test_bad_data_marks_run_failed(tmp_path: Path) -> None:
+def test_bad_data_leaves_folder_untouched(faces_csv: Path, tmp_path: Path) -> None:
     bad = tmp_path / "bad.csv"
     bad.write_text("not,a,training,file\n1,2,3,4\n")
     run_dir = tmp_path / "run"
 
-    with pytest.raises(Exception):
+    with pytest.raises(DataFormatError, match="unexpected column"):
         train(_config(bad, run_dir))
 
+    assert not run_dir.exists()
+    result = train(_config(faces_csv, run_dir, epochs=1))
+    assert result.status == "finished"
+
+
+def test_failed_run_without_checkpoint_reused(faces_csv: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"status": "failed", "error": "earlier"}))
+
+    result = train(_config(faces_csv, run_dir, epochs=1))
+
     run = json.loads((run_dir / "run.json").read_text())
-    assert run["status"] == "failed"
-    assert run["error"]
+    assert result.status == "finished"
+    assert run["status"] == "finished"
+    assert "error" not in run
+
+
+def test_running_run_without_checkpoint_kept(faces_csv: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "run.json").write_text(json.dumps({"status": "running"}))
+
+    with pytest.raises(RunDirectoryError) as caught:
+        train(_config(faces_csv, run_dir, epochs=1))
+
+    assert "status 'running' and no checkpoint" in str(caught.value)
+    assert f"delete {run_dir / 'run.json'}" in str(caught.value)
+    assert json.loads((run_dir / "run.json").read_text()) == {"status": "running"}
+
+
+def test_file_without_labels_rejected(real_faces, tmp_path: Path) -> None:
+    unlabelled = real_faces.subset(np.arange(len(real_faces)))
+    unlabelled.keypoints[:] = np.nan
+    data = write_training_csv(tmp_path / "unlabelled.csv", unlabelled)
+
+    with pytest.raises(DataFormatError) as caught:
+        train(_config(data, tmp_path / "run", val_fraction=0.0))
+
+    assert "has no labelled keypoints" in str(caught.value)
+    assert f"of its {len(real_faces)} rows is empty" in str(caught.value)
+    assert not (tmp_path / "run").exists()
+
+
+def test_training_split_without_labels_rejected(real_faces, tmp_path: Path) -> None:
+    config = _config(tmp_path / "split.csv", tmp_path / "run")
+    train_idx, val_idx = split_indices(real_faces, config.val_fraction, config.seed)
+    labelled_only_in_validation = real_faces.subset(np.arange(len(real_faces)))
+    labelled_only_in_validation.keypoints[train_idx] = np.nan
+    write_training_csv(tmp_path / "split.csv", labelled_only_in_validation)
+
+    with pytest.raises(DataFormatError) as caught:
+        train(config)
+
+    assert f"none of the {len(train_idx)} training faces" in str(caught.value)
+    assert "has a labelled keypoint" in str(caught.value)
+    assert len(val_idx) > 0
+
+
+def test_skip_bad_rows_counts_skipped(faces_csv: Path, tmp_path: Path) -> None:
+    lines = faces_csv.read_text().splitlines()
+    lines[2] = lines[2].replace(" ", " x", 1)  # one invalid pixel value in data row 2
+    bad = tmp_path / "one-bad-row.csv"
+    bad.write_text("\n".join(lines) + "\n")
+
+    with pytest.raises(DataFormatError) as caught:
+        train(_config(bad, tmp_path / "strict", epochs=1))
+    result = train(_config(bad, tmp_path / "lenient", epochs=1, skip_bad_rows=True))
+
+    run = json.loads((tmp_path / "lenient" / "run.json").read_text())
+    assert "skip invalid rows with the skip-bad-rows option" in str(caught.value)
+    assert not (tmp_path / "strict").exists()
+    assert result.skipped_rows == 1
+    assert run["data"]["skipped_rows"] == {"data": 1}
+    assert run["data"]["rows"] == len(lines) - 2
+    assert run["config"]["skip_bad_rows"] is True
+
+
+def test_run_stores_absolute_data_path(faces_csv: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(faces_csv.parent)
+    run_dir = tmp_path / "run"
+
+    def stop_at_batch_one(progress: dict) -> None:
+        if progress["batch"] == 1:
+            request_stop(run_dir)
+
+    train(_config(Path(faces_csv.name), run_dir), on_progress=stop_at_batch_one)
+
+    run = json.loads((run_dir / "run.json").read_text())
+    last = read_checkpoint(run_dir / "last.pt")
+    assert run["config"]["data"] == str(faces_csv.resolve())
+    assert run["data"]["path"] == str(faces_csv.resolve())
+    assert last["config"]["data"] == str(faces_csv.resolve())
+    assert last["data"]["path"] == str(faces_csv.resolve())
+
+    monkeypatch.chdir(tmp_path)
+    assert train(prepare_resume(run_dir), resume=True).status == "finished"
+
+
+def test_resume_from_damaged_last_checkpoint(faces_csv: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    train(_config(faces_csv, run_dir))
+    last = run_dir / "last.pt"
+    last.write_bytes(last.read_bytes()[:1000])
+    run_before = (run_dir / "run.json").read_bytes()
+
+    with pytest.raises(CheckpointError) as caught:
+        train(prepare_resume(run_dir), resume=True)
+
+    message = str(caught.value)
+    assert f"the last checkpoint {last} is damaged (the file is truncated or damaged)" in message
+    assert "start the run again in a new --out folder" in message
+    assert "weights_only" not in message
+    assert (run_dir / "run.json").read_bytes() == run_before
 
 
 def test_seeded_runs_identical(faces_csv: Path, tmp_path: Path) -> None:
@@ -241,16 +353,81 @@ def test_stop_and_resume_match_unbroken_run(faces_csv: Path, tmp_path: Path) -> 
     assert json.loads((broken / "run.json").read_text())["resumed"] == 1
 
 
+# Trains in a separate process and sends itself SIGTERM when the first progress record
+# arrives, so the signal lands at a known point while training runs.
+SIGTERM_WHILE_TRAINING = """
+import os, signal, sys
+from facekp.train import TrainConfig, train
+
+def on_progress(progress):
+    if progress["status"] == "running":
+        os.kill(os.getpid(), signal.SIGTERM)
+
+config = TrainConfig(data=sys.argv[1], out=sys.argv[2], model="sezannet", epochs=1000,
+                     batch_size=16, val_fraction=0.25, seed=3)
+print("status:", train(config, on_progress=on_progress).status)
+"""
+
+# Runs the train command in a separate process and sends it SIGTERM right after training has
+# returned, while the command reports the result and shuts down.
+SIGTERM_AFTER_TRAINING = """
+import os, signal, sys
+import facekp.train
+from facekp.cli import main
+
+original_train = facekp.train.train
+
+def train_then_signal(*args, **kwargs):
+    result = original_train(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return result
+
+facekp.train.train = train_then_signal
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_sigterm_while_training_stops(faces_csv: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+
+    completed = subprocess.run(
+        [sys.executable, "-c", SIGTERM_WHILE_TRAINING, str(faces_csv), str(run_dir)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert "status: stopped" in completed.stdout
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "stopped"
+    assert json.loads((run_dir / "progress.json").read_text())["status"] == "stopped"
+    assert read_checkpoint(run_dir / "last.pt")["training"]["state"]["epoch"] == 1
+
+
+def test_cli_sigterm_after_training_exits_cleanly(faces_csv: Path, tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+
+    completed = subprocess.run(
+        [sys.executable, "-c", SIGTERM_AFTER_TRAINING, "train", "--data", str(faces_csv),
+         "--out", str(run_dir), "--model", "sezannet", "--epochs", "1"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+
+    assert completed.returncode == 0, completed.stderr
+    assert "status: finished" in completed.stdout
+    assert json.loads((run_dir / "run.json").read_text())["status"] == "finished"
+
+
 def test_cli_stops_on_sigterm(faces_csv: Path, tmp_path: Path) -> None:
     run_dir = tmp_path / "run"
+    # So many epochs that the run is still training whenever the first one has finished.
     command = [sys.executable, "-m", "facekp", "train", "--data", str(faces_csv),
-               "--out", str(run_dir), "--model", "sezannet", "--epochs", "1000",
+               "--out", str(run_dir), "--model", "sezannet", "--epochs", "100000",
                "--batch-size", "4", "--val-fraction", "0.25"]
     process = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True)
     deadline = time.monotonic() + 180
-    while time.monotonic() < deadline and not (run_dir / "metrics.jsonl").exists():
-        time.sleep(0.2)
+    while (time.monotonic() < deadline and process.poll() is None
+           and not (run_dir / "metrics.jsonl").exists()):
+        time.sleep(0.1)
     assert (run_dir / "metrics.jsonl").exists(), "no epoch finished within 180 s"
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
@@ -258,7 +435,7 @@ def test_cli_stops_on_sigterm(faces_csv: Path, tmp_path: Path) -> None:
     assert process.returncode == 0, stderr
     assert "status: stopped" in stdout
     assert json.loads((run_dir / "run.json").read_text())["status"] == "stopped"
-    assert read_checkpoint(run_dir / "last.pt")["training"]["state"]["epoch"] < 1000
+    assert read_checkpoint(run_dir / "last.pt")["training"]["state"]["epoch"] < 100000
 
     again = subprocess.run(
         [sys.executable, "-m", "facekp", "train", "--out", str(run_dir), "--epochs", "3"],
@@ -273,4 +450,26 @@ def test_cli_stops_on_sigterm(faces_csv: Path, tmp_path: Path) -> None:
         cwd=REPO, capture_output=True, text=True, timeout=60,
     )
     assert changed.returncode == 2
-    assert "cannot change epochs from 1000 to 3" in changed.stderr
+    assert "cannot change epochs from 100000 to 3" in changed.stderr
+
+
+def test_cli_bad_rows_then_retry(faces_csv: Path, tmp_path: Path) -> None:
+    lines = faces_csv.read_text().splitlines()
+    lines[2] = lines[2].replace(" ", " x", 1)  # one invalid pixel value in data row 2
+    bad = tmp_path / "one-bad-row.csv"
+    bad.write_text("\n".join(lines) + "\n")
+    run_dir = tmp_path / "run"
+    command = [sys.executable, "-m", "facekp", "train", "--data", str(bad),
+               "--out", str(run_dir), "--model", "sezannet", "--epochs", "1"]
+
+    strict = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    lenient = subprocess.run(command + ["--skip-bad-rows"], cwd=REPO, capture_output=True,
+                             text=True, timeout=120)
+
+    assert strict.returncode == 2
+    assert "skip invalid rows with the skip-bad-rows option" in strict.stderr
+    assert "batch" not in strict.stderr
+    assert "Traceback" not in strict.stderr
+    assert lenient.returncode == 0, lenient.stderr
+    assert "status: finished" in lenient.stdout
+    assert "invalid rows skipped: 1" in lenient.stdout

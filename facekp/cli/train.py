@@ -7,6 +7,7 @@ import logging
 import os
 import platform
 import shlex
+import signal
 import sys
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,7 @@ NO_REEXEC_VARIABLE = "FACEKP_NO_REEXEC"
 # user typed are compared with the stored run.
 _CONFIG_OPTIONS = (
     "data", "model", "epochs", "lr", "batch_size", "augment", "val_fraction", "val_data",
-    "seed", "forward_fill", "optimizer", "weight_decay", "schedule", "loss",
+    "seed", "forward_fill", "optimizer", "weight_decay", "schedule", "loss", "skip_bad_rows",
 )
 
 
@@ -81,6 +82,11 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="learning-rate schedule (default onecycle: warm up, then anneal to near 0)",
     )
     parser.add_argument("--loss", choices=("l1", "mse"), help="default l1")
+    parser.add_argument(
+        "--skip-bad-rows", action="store_true", default=None,
+        help="leave out invalid rows of --data and --val-data instead of stopping at the "
+        "first one; the skipped count is printed and stored in run.json",
+    )
     parser.add_argument(
         "--threads", type=int, metavar="N",
         help="CPU threads for torch (default: torch's choice, usually one per core); does "
@@ -152,14 +158,19 @@ def run(args: argparse.Namespace) -> int:
             raise FacekpError("--data is required for a new run (or pass --resume)")
         config = TrainConfig(out=args.out, command=command, **given)
 
-    bars: list[tqdm] = []  # created at the first progress record, after the data loaded
+    # Created at the first progress record, when training starts, so that an error in the
+    # settings or the data is not preceded by an empty progress bar.
+    bars: list[tqdm] = []
 
     def show(progress: dict[str, Any]) -> None:
+        total = progress["epochs"] * progress["batches"]
+        done = (progress["epoch"] - 1) * progress["batches"] + progress["batch"]
         if not bars:
-            bars.append(tqdm(unit="batch", file=sys.stderr, dynamic_ncols=True, leave=False))
+            bars.append(tqdm(total=total, initial=done, unit="batch", file=sys.stderr,
+                             dynamic_ncols=True, leave=False))
         bar = bars[0]
-        bar.total = progress["epochs"] * progress["batches"]
-        bar.n = (progress["epoch"] - 1) * progress["batches"] + progress["batch"]
+        bar.total = total
+        bar.n = done
         bar.set_description(f"epoch {progress['epoch']}/{progress['epochs']}", refresh=False)
         bar.refresh()
 
@@ -169,6 +180,14 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
+
+    # train() handles SIGINT and SIGTERM while it runs and then restores the handlers found
+    # here. Ignoring the signals outside it keeps a late SIGTERM (after the run has recorded
+    # its status) from killing the process before it reports and exits with status 0.
+    # NOTE: a signal in the instant between this line and train() installing its handlers
+    # is ignored rather than stopping the run.
+    for number in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(number, signal.SIG_IGN)
     try:
         result = train(config, resume=args.resume, on_progress=show)
     finally:
@@ -179,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"status: {result.status}")
     print(f"epochs done: {result.epochs_done}/{config.epochs}")
     print(f"best validation RMSE: {best}")
+    if config.skip_bad_rows:
+        print(f"invalid rows skipped: {result.skipped_rows}")
     print(f"checkpoints: {result.run_dir / 'best.pt'} {result.run_dir / 'last.pt'}")
     if result.status == "stopped":
         run_dir = shlex.quote(str(result.run_dir))

@@ -110,3 +110,23 @@ def test_cli_reports_bad_checkpoint(real_faces, tmp_path: Path) -> None:
     assert "is not a facekp checkpoint (the file is truncated or damaged)" in completed.stderr
     assert "weights_only" not in completed.stderr
     assert "Traceback" not in completed.stderr
+
+
+def test_cli_skip_bad_rows(real_faces, tmp_path: Path) -> None:
+    data = write_training_csv(tmp_path / "faces.csv", real_faces)
+    lines = data.read_text().splitlines()
+    lines[3] = lines[3].replace(" ", " x", 1)  # one invalid pixel value in data row 3
+    data.write_text("\n".join(lines) + "\n")
+    command = [sys.executable, "-m", "facekp", "evaluate", "--data", str(data), "--json"]
+
+    strict = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
+    lenient = subprocess.run(command + ["--skip-bad-rows"], cwd=REPO, capture_output=True,
+                             text=True, timeout=120)
+
+    assert strict.returncode == 2
+    assert "row 3" in strict.stderr
+    assert "skip invalid rows with the skip-bad-rows option" in strict.stderr
+    assert lenient.returncode == 0, lenient.stderr
+    summary = json.loads(lenient.stdout)
+    assert summary["skipped_rows"] == 1
+    assert summary["count"] == len(real_faces) - 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from pathlib import Path
 from typing import TextIO
 
@@ -10,7 +11,7 @@ import numpy as np
 
 from facekp._csvio import write_atomically
 from facekp.checkpoint import KeypointModel
-from facekp.errors import DataFormatError
+from facekp.errors import DataFormatError, FacekpError
 from facekp.kaggle import LOCATION_COLUMN, ROW_ID_COLUMN, IdLookup
 from facekp.keypoints import FACE_SIZE
 
@@ -54,7 +55,29 @@ def write_submission(path: str | Path, row_ids: np.ndarray, locations: np.ndarra
 
     def write(handle: TextIO) -> None:
         handle.write(f"{ROW_ID_COLUMN},{LOCATION_COLUMN}\n")
-        for row_id, location in zip(row_ids.tolist(), locations.tolist()):
+        for row_id, location in zip(row_ids.tolist(), locations.tolist(), strict=True):
             handle.write(f"{int(row_id)},{location:.4f}\n")
 
     return write_atomically(path, write)
+
+
+def check_output_path(out: str | Path, inputs: dict[str, str | Path]) -> None:
+    """Raise :class:`FacekpError` when ``out`` is the same file as one of ``inputs``.
+
+    ``inputs`` maps a label for messages (such as ``"--test"``) to a path that is read before
+    ``out`` is written. Existing files are compared with ``os.path.samefile``, which also
+    catches links and other spellings of one path; otherwise the resolved paths are compared.
+    """
+    for label, path in inputs.items():
+        if _same_file(Path(out), Path(path)):
+            raise FacekpError(
+                f"the output {out} is the same file as the input {label} {path}, which writing "
+                "would overwrite; choose another output file, such as submission.csv"
+            )
+
+
+def _same_file(first: Path, second: Path) -> bool:
+    try:
+        return os.path.samefile(first, second)
+    except OSError:  # one of them does not exist yet
+        return first.resolve() == second.resolve()

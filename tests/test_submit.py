@@ -11,10 +11,10 @@ import pytest
 import torch
 
 from facekp.checkpoint import build_checkpoint, load_model, save_checkpoint
-from facekp.errors import DataFormatError
+from facekp.errors import DataFormatError, FacekpError
 from facekp.kaggle import check_submission, load_id_lookup, load_submission, write_test_csv
 from facekp.models import create_model
-from facekp.submit import submission_locations
+from facekp.submit import check_output_path, submission_locations
 
 REPO = Path(__file__).resolve().parents[1]
 KAGGLE_TEST_IMAGES = 1783
@@ -96,3 +96,36 @@ def test_cli_writes_kaggle_submission(real_faces, kaggle_fkd: Path, tmp_path: Pa
     row_ids, locations = load_submission(out)
     assert np.isfinite(locations).all()
     assert len(check_submission(out, lookup)) == KAGGLE_LOOKUP_ROWS
+
+
+def test_cli_rejects_out_same_as_test(real_faces, kaggle_fkd: Path, tmp_path: Path,
+                                      small_checkpoint: Path) -> None:
+    image_ids, images = _test_images(real_faces)
+    test_csv = write_test_csv(tmp_path / "test.csv", image_ids[:5], images[:5])
+    before = test_csv.read_bytes()
+
+    completed = subprocess.run(
+        [sys.executable, "-m", "facekp", "submit", "--test", str(test_csv),
+         "--lookup", str(kaggle_fkd / "IdLookupTable.csv"), "--out", str(test_csv),
+         "--checkpoint", str(small_checkpoint)],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+
+    assert completed.returncode == 2
+    assert f"the output {test_csv} is the same file as the input --test" in completed.stderr
+    assert "Traceback" not in completed.stderr
+    assert test_csv.read_bytes() == before
+
+
+def test_output_path_checks(tmp_path: Path) -> None:
+    lookup = tmp_path / "IdLookupTable.csv"
+    lookup.write_text("RowId,ImageId,FeatureName,Location\n")
+    link = tmp_path / "link.csv"
+    link.symlink_to(lookup)
+
+    with pytest.raises(FacekpError, match="same file as the input --lookup"):
+        check_output_path(link, {"--lookup": lookup})
+    with pytest.raises(FacekpError, match="same file as the input --test"):
+        check_output_path(tmp_path / "sub" / ".." / "absent.csv",
+                          {"--test": tmp_path / "absent.csv"})
+    check_output_path(tmp_path / "submission.csv", {"--lookup": lookup})

@@ -26,8 +26,12 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from facekp.checkpoint import load_model
     from facekp.kaggle import check_submission, load_id_lookup, load_test_csv
-    from facekp.submit import submission_locations, write_submission
+    from facekp.submit import check_output_path, submission_locations, write_submission
 
+    inputs = {"--test": args.test, "--lookup": args.lookup}
+    if args.checkpoint:
+        inputs["--checkpoint"] = args.checkpoint
+    check_output_path(args.out, inputs)
     keypoint_model = load_model(args.checkpoint)
     lookup = load_id_lookup(args.lookup)
     image_ids, images = load_test_csv(args.test)

@@ -63,7 +63,7 @@ _REQUIRED_KEYS = ("model_name", "state_dict", "keypoint_names", "input_size")
 
 
 class NotACheckpointError(CheckpointError):
-    """A file that cannot be read as a facekp checkpoint; ``reason`` says why in a few words."""
+    """A file that cannot be read as a facekp checkpoint, with ``reason`` giving the cause."""
 
     def __init__(self, path: str | Path, reason: str) -> None:
         self.path = Path(path)

@@ -517,8 +517,9 @@ def check_run_dir(run_dir: Path, resume: bool) -> None:
     if resume:
         if not (run_dir / LAST_FILE).is_file():
             raise RunDirectoryError(
-                f"cannot resume: {run_dir / LAST_FILE} does not exist; the run never finished "
-                "a batch. Start it again without --resume in an empty folder"
+                f"cannot resume: {run_dir / LAST_FILE} does not exist, so the run never "
+                "finished a batch. Start it again without --resume, in this folder if its run "
+                "failed, otherwise in an empty folder"
             )
         return
     if run_dir.exists() and not run_dir.is_dir():

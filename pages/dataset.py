@@ -127,7 +127,7 @@ if path is None:
 
 faces = common.load_dataset_or_stop(path)
 if len(faces) == 0:
-    st.error(f"{path.name} has a header but no faces.")
+    st.error(f"{common.code_span(common.display_name(path))} has a header but no faces.")
     st.stop()
 stat = path.stat()
 summary = summary_cached(str(path), stat.st_size, stat.st_mtime_ns)

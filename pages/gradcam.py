@@ -34,7 +34,7 @@ def face_from_dataset() -> np.ndarray | None:
         return None
     faces = common.load_dataset_or_stop(path)
     if len(faces) == 0:
-        st.error(f"{path.name} has no faces.")
+        st.error(f"{common.code_span(common.display_name(path))} has a header but no faces.")
         return None
     common.clamp_state("gradcam_row", 0, len(faces) - 1)
     index = st.number_input("Face (row)", 0, len(faces) - 1, 0, key="gradcam_row")
@@ -42,7 +42,9 @@ def face_from_dataset() -> np.ndarray | None:
 
 
 def face_from_upload(model: KeypointModel) -> np.ndarray | None:
-    upload = st.file_uploader("Photo with a face", key="gradcam_upload")
+    upload = st.file_uploader(
+        "Photo with a face", type=common.photo_extensions(), key="gradcam_upload"
+    )
     if upload is None:
         return None
     return face_from_photo(upload.getvalue(), upload.name, model)
@@ -62,7 +64,7 @@ def face_from_photo(data: bytes, name: str, model: KeypointModel) -> np.ndarray 
     """Return the 96x96 crop of one face found in a photo, or None after showing why not."""
     result = predict_photo(data, model, name=name)
     if not result.ok:
-        st.error(f"{name}: {result.error}")
+        common.show_error(f"{common.code_span(name)} cannot be used:", result.error)
         return None
     index = 0
     if len(result.faces) > 1:

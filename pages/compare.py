@@ -19,6 +19,8 @@ GRID_COLUMNS = 6
 WORST_PER_PAGE = 18
 ZOOM = 2
 SPLITS = ("Validation part", "Training part", "All faces")
+# The validation fraction offered for a checkpoint that does not record its own.
+DEFAULT_VAL_FRACTION = 0.1
 
 
 @st.cache_data(max_entries=8, show_spinner="Predicting every face...")
@@ -40,10 +42,30 @@ def evaluate_cached(
 
 
 def select_rows(faces: KeypointSet, split: str, fraction: float, seed: int) -> np.ndarray:
+    """Return the row indices of one part of a data set, split by person as the trainer does.
+
+    Raises ValueError for a fraction outside 0..1 and DataFormatError when the set cannot be
+    split into two parts.
+    """
     if split == "All faces":
         return np.arange(len(faces))
     train_rows, val_rows = split_indices(faces, fraction, seed)
     return val_rows if split == "Validation part" else train_rows
+
+
+def empty_part_message(split: str, fraction: float, face_count: int) -> str:
+    """Explain why the chosen part of a data set holds no faces, and what to choose instead."""
+    if face_count == 0:
+        return "The data set has a header but no faces, so there is nothing to compare."
+    if split == "Validation part":
+        return (
+            f"The validation part is empty at a validation fraction of {fraction:.2f}. Choose "
+            "All faces, or a fraction above 0 to hold some people out."
+        )
+    return (
+        f"The training part is empty at a validation fraction of {fraction:.2f}. Choose All "
+        "faces, or a smaller fraction."
+    )
 
 
 def per_keypoint_chart(result: EvaluationResult) -> alt.Chart:
@@ -113,20 +135,37 @@ if path is None:
     st.info("Choose a labelled data set to compare against.")
     st.stop()
 faces = common.load_dataset_or_stop(path)
+shown_name = common.code_span(common.display_name(path))
 
 # Default to the split the checkpoint was trained with. On its training data set, the
-# "Validation part" then holds only people the model never trained on.
+# "Validation part" then holds only people the model never trained on. A checkpoint trained
+# without a validation split has no such part, so it starts on all faces.
 trained = (model.info.get("config") or {}) if isinstance(model.info.get("config"), dict) else {}
+trained_fraction = min(float(trained.get("val_fraction", DEFAULT_VAL_FRACTION) or 0.0), 0.95)
 columns = st.columns(3)
-split = columns[0].selectbox("Faces", SPLITS, key="compare_split")
+split = columns[0].selectbox(
+    "Faces", SPLITS, index=SPLITS.index("Validation part" if trained_fraction > 0 else "All faces"),
+    key="compare_split",
+)
 fraction = columns[1].number_input(
-    "Validation fraction", 0.0, 0.95, float(trained.get("val_fraction", 0.1)), 0.05,
+    "Validation fraction", 0.0, 0.95, trained_fraction, 0.05,
     key="compare_fraction", disabled=split == "All faces",
 )
 seed = columns[2].number_input(
-    "Split seed", 0, 2**31 - 1, int(trained.get("seed", 0)), key="compare_seed",
+    "Split seed", 0, 2**31 - 1, int(trained.get("seed") or 0), key="compare_seed",
     disabled=split == "All faces",
 )
+
+try:
+    rows = select_rows(faces, split, float(fraction), int(seed))
+except (FacekpError, ValueError) as error:
+    common.show_error(
+        f"The faces of {shown_name} cannot be split into training and validation parts:", error
+    )
+    st.stop()
+if len(rows) == 0:
+    st.warning(empty_part_message(split, float(fraction), len(faces)))
+    st.stop()
 
 try:
     result, rows = evaluate_cached(
@@ -134,7 +173,7 @@ try:
         split, float(fraction), int(seed),
     )
 except (FacekpError, ValueError) as error:
-    st.error(f"Cannot compare on {path.name}: {error}")
+    common.show_error(f"Cannot compare on {shown_name}:", error)
     st.stop()
 
 if result.rmse is None:

@@ -19,7 +19,6 @@ from pages import common
 SAMPLES_DIR = Path(__file__).resolve().parents[1] / "facekp" / "assets" / "samples"
 CROP_ZOOM = 3  # Face crops are shown at 288x288.
 FACES_PER_ROW = 4
-IMAGE_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
 
 
 @st.cache_data(max_entries=64, show_spinner="Finding faces...")
@@ -64,9 +63,9 @@ def png_bytes(image) -> bytes:
 
 def show_result(result: PhotoResult, data: bytes, model_name: str, index: int) -> None:
     """Show one photo: the drawing, the keypoint table and the three downloads."""
-    st.subheader(result.path)
+    st.subheader(common.code_span(result.path))
     if not result.ok:
-        st.error(f"{result.path}: {result.error}")
+        common.show_error(f"{common.code_span(result.path)} cannot be used:", result.error)
         return
 
     annotated = viz.draw_photo_result(read_rgb(data).pixels, result, labels=False)
@@ -106,24 +105,31 @@ st.caption(
 model = common.selected_model()
 
 uploads = st.file_uploader(
-    "Photos", type=IMAGE_TYPES, accept_multiple_files=True, key="predict_uploads"
+    "Photos", type=common.photo_extensions(), accept_multiple_files=True, key="predict_uploads"
 )
 with st.expander("Take a photo with the camera"):
     camera = st.camera_input("Camera", key="predict_camera", label_visibility="collapsed")
-samples = st.multiselect(
-    "Sample photos",
-    [path.name for path in sample_photos()],
-    default=[path.name for path in sample_photos()[:1]],
-    help="Photos that ship with facekp (public domain); see facekp/assets/samples/README.md",
-    key="predict_samples",
-)
 
 # Each photo is (label, bytes). Labels only name results and files to download; no photo is
 # ever written to a path made from its name.
 photos: list[tuple[str, bytes]] = [(upload.name, upload.getvalue()) for upload in uploads or []]
 if camera is not None:
     photos.append(("camera.jpg", camera.getvalue()))
-photos += [(name, (SAMPLES_DIR / name).read_bytes()) for name in samples]
+
+# The sample photos stand in until the user brings a photo, so every result and download
+# below is about the user's own photos once there are any.
+if photos:
+    st.caption("Sample photos are hidden while you have your own photos here. Remove them to "
+               "try a sample.")
+else:
+    samples = st.multiselect(
+        "Sample photos",
+        [path.name for path in sample_photos()],
+        default=[path.name for path in sample_photos()[:1]],
+        help="Photos that ship with facekp (public domain); see facekp/assets/samples/README.md",
+        key="predict_samples",
+    )
+    photos = [(name, (SAMPLES_DIR / name).read_bytes()) for name in samples]
 
 if not photos:
     st.info("Upload a photo, take one with the camera, or pick a sample photo.")

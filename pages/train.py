@@ -6,11 +6,16 @@ run keeps going when its tab closes or the page changes.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import altair as alt
+import numpy as np
 import pandas as pd
 import streamlit as st
 
 from facekp import runs
+from facekp.data import split_indices
+from facekp.errors import FacekpError
 from facekp.models import MODELS
 from facekp.train import TrainConfig
 from pages import common
@@ -28,6 +33,12 @@ st.title("Train")
 def start_form() -> None:
     """Collect the training options and start a run when the form is submitted."""
     data_path = common.dataset_picker("train_data")
+    data_problem = common.dataset_problem(data_path) if data_path is not None else ""
+    if data_problem:
+        common.show_error(
+            f"{common.code_span(common.display_name(data_path))} cannot be used for training:",
+            data_problem,
+        )
     with st.form("train_form"):
         columns = st.columns(3)
         models = sorted(MODELS)
@@ -54,6 +65,17 @@ def start_form() -> None:
     if data_path is None:
         st.error("Choose a data set above before starting a run.")
         return
+    if data_problem:
+        st.error("No run was started: choose a data set that loads (see the error above).")
+        return
+    training_problem = training_data_problem(data_path, float(val_fraction))
+    if training_problem:
+        common.show_error(
+            f"No run was started: {common.code_span(common.display_name(data_path))} cannot be "
+            "trained on with these settings:",
+            training_problem,
+        )
+        return
 
     settings = runs.TrainSettings(
         data=data_path,
@@ -67,10 +89,45 @@ def start_form() -> None:
     try:
         run = runs.start_run(settings)
     except runs.RunError as error:
-        st.error(str(error))
+        common.show_error("The run could not be started:", error)
         return
     st.session_state[SELECTED_RUN_KEY] = run.name
     st.success(f"Started run {run.name}.")
+
+
+def training_data_problem(data_path: Path, val_fraction: float) -> str:
+    """Return why the trainer would stop on this data set and split, or "" when it can start.
+
+    Mirrors the trainer's own checks: some keypoint is labelled, and at a ``val_fraction``
+    above 0, :func:`facekp.data.split_indices` with the trainer's default seed gives a
+    training and a validation part that each have a labelled keypoint.
+    """
+    faces = common.load_dataset_cached(data_path)
+    if np.isnan(faces.keypoints).all():
+        return (
+            f"every keypoint cell of its {len(faces)} rows is empty; training needs a "
+            "training.csv with keypoint coordinates"
+        )
+    if val_fraction <= 0:
+        return ""
+
+    try:
+        train_rows, val_rows = split_indices(faces, val_fraction, DEFAULTS.seed)
+    except (FacekpError, ValueError) as error:
+        return str(error)
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        return (
+            f"a validation fraction of {val_fraction:.2f} leaves {len(train_rows)} training and "
+            f"{len(val_rows)} validation faces out of {len(faces)}; choose another fraction, "
+            "or 0 to train without validation"
+        )
+    for part, rows in (("training", train_rows), ("validation", val_rows)):
+        if np.isnan(faces.keypoints[rows]).all():
+            return (
+                f"none of the {len(rows)} {part} faces at a validation fraction of "
+                f"{val_fraction:.2f} has a labelled keypoint; choose another fraction"
+            )
+    return ""
 
 
 def loss_chart(run: runs.RunInfo) -> alt.Chart | None:
@@ -123,7 +180,7 @@ def run_controls(run: runs.RunInfo) -> None:
         try:
             runs.resume_run(run.path)
         except runs.RunError as error:
-            st.error(str(error))
+            common.show_error(f"Run {run.name} could not be resumed:", error)
         else:
             st.toast(f"Resumed run {run.name}.")
 
@@ -145,7 +202,7 @@ def live_view() -> None:
 
     st.progress(runs.fraction_done(run.progress), text=progress_text(run))
     if run.status == "failed" and run.error:
-        st.error(f"Run {run.name} failed: {run.error}")
+        common.show_error(f"Run {run.name} failed:", run.error)
     elif run.status == "stopped":
         st.warning(f"Run {run.name} was stopped; resume it to continue from its last checkpoint.")
     elif run.status == "finished":

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import hashlib
+import io
+import os
 import time
 from pathlib import Path
 
@@ -13,7 +15,8 @@ from streamlit.testing.v1 import AppTest
 
 from facekp import gradcam, runs
 from facekp.checkpoint import load_model, shipped_model_path
-from facekp.data import write_training_csv
+from facekp.data import load_training_csv, write_training_csv
+from facekp.errors import DataFormatError
 from facekp.keypoints import KEYPOINT_NAMES, NUM_KEYPOINTS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +95,6 @@ def test_predict_sample_photo(app_env: Path) -> None:
 def test_predict_bad_file_beside_good(app_env: Path, ytf68: Path) -> None:
     photo = ytf68 / "test" / "Richard_Paul_Evans_21.jpg"
     app = start_app()
-    app.multiselect[0].set_value([])
     app.file_uploader[0].set_value(
         [
             ("face.jpg", photo.read_bytes(), "image/jpeg"),
@@ -107,6 +109,41 @@ def test_predict_bad_file_beside_good(app_env: Path, ytf68: Path) -> None:
     assert len(app.dataframe) == 1
     assert len(app.dataframe[0].value) == NUM_KEYPOINTS
     assert not (REPO.parent / "etc" / "broken.jpg").exists()
+
+
+def test_predict_uploads_replace_sample(app_env: Path, ytf68: Path) -> None:
+    names = ["Richard_Paul_Evans_21.jpg", "Richard_Paul_Evans_50.jpg"]
+    app = start_app()
+    assert len(app.multiselect) == 1
+    app.file_uploader[0].set_value(
+        [(name, (ytf68 / "test" / name).read_bytes(), "image/jpeg") for name in names]
+    )
+    app.run()
+
+    assert not app.exception, app.exception
+    assert not app.error
+    assert len(app.multiselect) == 0
+    assert [header.value for header in app.subheader] == [f"` {name} `" for name in names]
+    buttons = [button.proto for button in elements(app, "download_button")]
+    assert buttons[0].label == "Download JSON of all 2 photos"
+    assert len(app.dataframe) == 2
+
+
+def test_predict_avif_upload(app_env: Path, ytf68: Path) -> None:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.open(ytf68 / "test" / "Richard_Paul_Evans_21.jpg").save(buffer, format="AVIF")
+    app = start_app()
+
+    assert "avif" in [kind.lstrip(".") for kind in app.file_uploader[0].proto.type]
+    app.file_uploader[0].set_value([("face.avif", buffer.getvalue(), "image/avif")])
+    app.run()
+
+    assert not app.exception, app.exception
+    assert not app.error
+    assert len(app.dataframe) == 1
+    assert len(app.dataframe[0].value) == NUM_KEYPOINTS
 
 
 def test_dataset_page_browses_faces(app_env: Path, faces_csv: Path, real_faces) -> None:
@@ -167,6 +204,105 @@ def test_dataset_page_rejects_bad_csv(app_env: Path) -> None:
     assert bad.read_text() == "left_eye_center_x,Image\n1.0,1 2 3\n"
 
 
+def test_error_from_file_shown_verbatim(app_env: Path) -> None:
+    # A header like a line of /etc/passwd: Markdown would turn ":x:" into an emoji.
+    bad = app_env / "passwd.csv"
+    bad.write_text("root:x:0:0:**root**:/root:/bin/bash,Image\n1,2\n")
+    with pytest.raises(DataFormatError) as raised:
+        load_training_csv(bad)
+    app = choose_csv(start_app("dataset"), bad, "dataset")
+
+    assert len(app.error) == 1
+    body = app.error[0].value
+    summary, _, detail = body.partition("\n\n")
+    assert "cannot be used" in summary
+    assert ":x:" not in summary
+    assert detail == f"` {raised.value} `"
+
+
+def test_literal_text_keeps_markdown_characters() -> None:
+    from pages import common
+
+    assert common.code_span("a `b` c") == "`` a `b` c ``"
+    assert common.code_span("`start") == "`` `start ``"
+    text = "first :x: **line**\n\n  second _line_"
+    assert common.literal_text(text) == "` first :x: **line** `  \n  \n`   second _line_ `"
+
+
+def test_rejected_upload_not_kept(app_env: Path, faces_csv: Path) -> None:
+    app = start_app("dataset")
+    app.radio(key="dataset_source").set_value("Upload a training.csv").run()
+    app.file_uploader(key="dataset_upload").set_value(
+        ("my test.csv", b"ImageId,Image\n1,1 2 3\n", "text/csv")
+    )
+    app.run()
+
+    assert not app.exception, app.exception
+    assert len(app.error) == 1
+    message = app.error[0].value
+    assert "my test.csv" in message
+    assert "uploads" not in message
+    assert "test.csv (ImageId, Image)" in message
+    assert list((app_env / "data" / "uploads").glob("*.csv")) == []
+
+    app.file_uploader(key="dataset_upload").set_value(
+        ("good faces.csv", faces_csv.read_bytes(), "text/csv")
+    )
+    app.run()
+    app.radio(key="dataset_source").set_value("A data set under data/").run()
+
+    assert not app.exception, app.exception
+    assert not app.error
+    labels = app.selectbox(key="dataset_converted").options
+    assert len(labels) == 1
+    assert labels[0].startswith("good faces.csv (uploaded, uploads")
+
+
+def test_picker_default_skips_broken_and_uploads(
+    app_env: Path, faces_csv: Path, real_faces
+) -> None:
+    data = app_env / "data"
+    older = write_training_csv(data / "older.csv", real_faces.subset(range(4)))
+    newest = write_training_csv(data / "sets" / "newest.csv", real_faces.subset(range(6)))
+    broken = data / "broken.csv"
+    broken.write_text("not,a,training,csv\n")
+    os.utime(older, (1_000_000, 1_000_000))
+    os.utime(newest, (2_000_000, 2_000_000))
+
+    app = start_app("dataset")
+    app.radio(key="dataset_source").set_value("Upload a training.csv").run()
+    app.file_uploader(key="dataset_upload").set_value(
+        ("upload.csv", faces_csv.read_bytes(), "text/csv")
+    )
+    app.run()
+    app.radio(key="dataset_source").set_value("A data set under data/").run()
+
+    assert not app.exception, app.exception
+    picker = app.selectbox(key="dataset_converted")
+    assert picker.options[:3] == ["broken.csv", "sets/newest.csv", "older.csv"]
+    assert picker.options[3].startswith("upload.csv (uploaded, uploads")
+    assert picker.value == "sets/newest.csv"
+    assert app.metric[0].value == "6"
+
+    for page, picker_key in (("train", "train_data"), ("compare", "compare_data")):
+        other = start_app(page)
+        assert not other.exception, other.exception
+        assert other.selectbox(key=f"{picker_key}_converted").value == "sets/newest.csv"
+        assert not other.error
+
+
+def test_picker_all_files_broken(app_env: Path) -> None:
+    broken = app_env / "data" / "broken.csv"
+    broken.parent.mkdir()
+    broken.write_text("")
+    app = start_app("dataset")
+
+    assert not app.exception, app.exception
+    assert app.selectbox(key="dataset_converted").value is None
+    assert "None of the CSV files under data/ loads" in app.warning[0].value
+    assert not app.error
+
+
 def test_compare_page_scores_faces(app_env: Path, faces_csv: Path, real_faces) -> None:
     app = choose_csv(start_app("compare"), faces_csv, "compare_data")
     app.selectbox(key="compare_split").set_value("All faces").run()
@@ -180,6 +316,31 @@ def test_compare_page_scores_faces(app_env: Path, faces_csv: Path, real_faces) -
     errors = [float(caption.split(": ")[1].split(" px")[0]) for caption in captions]
     assert len(errors) >= 6
     assert errors == sorted(errors, reverse=True)
+
+
+def test_compare_shipped_model_default_split(app_env: Path, faces_csv: Path, real_faces) -> None:
+    assert load_model(shipped_model_path()).info["config"]["val_fraction"] == 0
+    app = choose_csv(start_app("compare"), faces_csv, "compare_data")
+
+    assert not app.exception, app.exception
+    assert not app.error
+    assert app.selectbox(key="compare_split").value == "All faces"
+    assert app.metric[0].value == str(len(real_faces))
+
+    app.selectbox(key="compare_split").set_value("Validation part").run()
+
+    assert not app.exception, app.exception
+    assert not app.error
+    assert len(app.warning) == 1
+    assert "validation part is empty" in app.warning[0].value
+    assert "0.00" in app.warning[0].value
+    assert len(app.metric) == 0
+
+    app.number_input(key="compare_fraction").set_value(0.25).run()
+
+    assert not app.exception, app.exception
+    assert not app.warning
+    assert 0 < int(app.metric[0].value) < len(real_faces)
 
 
 def test_gradcam_page_sample_photo(app_env: Path) -> None:
@@ -218,6 +379,34 @@ def test_gradcam_page_layers_and_model_unchanged(app_env: Path, faces_csv: Path)
     assert model_fingerprint(cached.model) == before
     assert not cached.model.training
     assert all(parameter.grad is None for parameter in cached.model.parameters())
+
+
+def test_train_page_rejects_bad_data(app_env: Path, real_faces) -> None:
+    bad = app_env / "bad.csv"
+    bad.write_text("ImageId,Image\n1,1 2 3\n")
+    app = choose_csv(start_app("train"), bad, "train_data")
+
+    assert len(app.error) == 1
+    assert "cannot be used for training" in app.error[0].value
+    app.button[0].click().run()
+
+    assert not app.exception, app.exception
+    assert "No run was started" in app.error[-1].value
+    assert not app.success
+    assert runs.list_runs() == []
+    assert not (app_env / "runs").exists() or list((app_env / "runs").iterdir()) == []
+
+    # One face cannot be split into training and validation parts.
+    one_face = write_training_csv(app_env / "one.csv", real_faces.subset([0]))
+    app.text_input(key="train_data_path").set_value(str(one_face)).run()
+    assert not app.error
+    app.button[0].click().run()
+
+    assert not app.exception, app.exception
+    assert len(app.error) == 1
+    assert "No run was started" in app.error[0].value
+    assert "one.csv" in app.error[0].value
+    assert runs.list_runs() == []
 
 
 @pytest.mark.slow

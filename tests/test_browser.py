@@ -175,6 +175,7 @@ def test_page_url_on_fresh_server(page, app_url: str) -> None:
 
 def test_predict_uploaded_photo(page, app_url: str, ytf68: Path) -> None:
     open_page(page, app_url)
+    page.get_by_text("face(s), predicted keypoints in blue").first.wait_for()
     upload(page, "Photos", [face_photo(ytf68)])
 
     heading = page.get_by_role("heading", name="Richard_Paul_Evans_21.jpg")
@@ -182,18 +183,39 @@ def test_predict_uploaded_photo(page, app_url: str, ytf68: Path) -> None:
     wait_until_idle(page)
     shot(page, "predict-upload")
 
-    # The uploaded photo comes first, then the sample photo that the page starts with.
+    # Only the uploaded photo: the sample photo that the page starts with is gone.
     captions = page.get_by_text("face(s), predicted keypoints in blue")
-    captions.nth(1).wait_for()
+    captions.first.wait_for()
     tables = page.locator('[data-testid="stDataFrame"]')
-    tables.nth(1).wait_for()
+    tables.first.wait_for()
     images = page.locator('[data-testid="stImage"] img')
     images.first.wait_for()
 
+    assert captions.count() == 1
     assert captions.first.inner_text().startswith("1 face(s)")
-    assert tables.count() == 2
-    assert page.get_by_role("button", name="Download JSON", exact=True).count() == 2
+    assert tables.count() == 1
+    assert page.get_by_role("button", name="Download JSON", exact=True).count() == 1
+    assert page.get_by_role("heading", name="astronaut.jpg").count() == 0
     assert images.first.evaluate("img => img.naturalWidth") > 0
+
+
+def test_predict_avif_photo(page, app_url: str, app_folders: dict[str, Path], ytf68: Path) -> None:
+    from PIL import Image
+
+    avif = app_folders["files"] / "face.avif"
+    Image.open(face_photo(ytf68)).save(avif, format="AVIF")
+    open_page(page, app_url)
+    upload(page, "Photos", [avif])
+
+    page.get_by_role("heading", name="face.avif").wait_for()
+    captions = page.get_by_text("face(s), predicted keypoints in blue")
+    captions.first.wait_for()
+    wait_until_idle(page)
+    shot(page, "predict-avif")
+
+    assert page.get_by_text("files are not allowed").count() == 0
+    assert page.locator('[data-testid="stAlertContentError"]').count() == 0
+    assert captions.first.inner_text().startswith("1 face(s)")
 
 
 def test_predict_rejects_non_image(page, app_url: str, app_folders: dict[str, Path]) -> None:
@@ -207,12 +229,31 @@ def test_predict_rejects_non_image(page, app_url: str, app_folders: dict[str, Pa
     wait_until_idle(page)
     shot(page, "predict-not-an-image")
 
-    # The sample photo still shows its keypoints beside the failed upload.
-    captions = page.get_by_text("face(s), predicted keypoints in blue")
-    captions.first.wait_for()
-
+    # The failed upload replaces the sample photo, so no keypoints are shown.
     assert error.count() == 1
-    assert captions.count() == 1
+    assert page.get_by_text("face(s), predicted keypoints in blue").count() == 0
+
+
+def test_file_error_text_is_literal(page, app_url: str, app_folders: dict[str, Path]) -> None:
+    bad = app_folders["files"] / "passwd.csv"
+    header = "root:x:0:0:**root**:/root:/bin/bash"
+    bad.write_text(f"{header},Image\n1,2\n")
+    open_page(page, app_url, "dataset")
+    page.get_by_text("A path on this server").click()
+    wait_until_idle(page)
+    field = page.get_by_label("Path of a CSV file on this server")
+    field.fill(str(bad))
+    field.press("Enter")
+
+    error = page.locator('[data-testid="stAlertContentError"]')
+    error.wait_for()
+    wait_until_idle(page)
+    shot(page, "dataset-literal-error")
+
+    text = error.first.inner_text()
+    assert header in text
+    assert "\u274c" not in text  # The emoji that ":x:" becomes as Markdown.
+    assert error.first.locator("strong, em").count() == 0
 
 
 def test_gradcam_layer_changes_overlay(page, app_url: str, ytf68: Path) -> None:

@@ -15,7 +15,9 @@ as the face, with ``found_by == "whole image"`` and no score. ``whole_image=True
 this for any photo and ``whole_image=False`` turns it off.
 
 Faces come best first (highest detector score); of two detections that overlap by more
-than :data:`MAX_BOX_OVERLAP` intersection over union, only the better one is kept.
+than :data:`MAX_BOX_OVERLAP` intersection over union, only the better one is kept. A
+detector with a ``min_extra_score`` attribute (the Haar detector has one) also loses every
+face but the best that scores below it, as :func:`facekp.detect.drop_weak_extra_faces` does.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from facekp.detect import (
     Detection,
     FaceDetector,
     default_detector,
+    drop_weak_extra_faces,
     find_faces,
 )
 from facekp.errors import FacekpError
@@ -239,6 +242,9 @@ def _predict_one(
         regions = [_whole_image_region(width, height)]
     else:
         detections = _drop_overlapping(find_faces(gray, detector, max_side=detection_side))
+        min_extra_score = getattr(detector, "min_extra_score", None)
+        if min_extra_score is not None:
+            detections = drop_weak_extra_faces(detections, min_extra_score)
         regions = [(d.box, d.score, FOUND_BY_DETECTOR) for d in detections]
         if whole_image is None and _is_face_crop(width, height, detections):
             log.debug("%s: the %dx%d image is taken as one face crop", label, width, height)

@@ -9,7 +9,14 @@ import numpy as np
 import pytest
 
 from facekp.convert import match_detection
-from facekp.detect import MAX_DETECTION_SIDE, HaarFaceDetector, default_detector, find_faces
+from facekp.detect import (
+    MAX_DETECTION_SIDE,
+    MIN_EXTRA_FACE_SCORE,
+    HaarFaceDetector,
+    default_detector,
+    drop_weak_extra_faces,
+    find_faces,
+)
 from facekp.errors import ImageError
 from facekp.landmarks import read_landmark_csv
 
@@ -107,3 +114,28 @@ def test_default_detector_is_cached() -> None:
 def test_detector_missing_cascade() -> None:
     with pytest.raises(FileNotFoundError, match="could not be loaded"):
         HaarFaceDetector(cascade="no_such_cascade.xml")
+
+
+def test_drop_weak_extra_faces(ytf68: Path) -> None:
+    """Keep each photo's best face and other faces with enough score, on real ytf68 photos."""
+    landmarks = read_landmark_csv(ytf68 / "test_frames_keypoints.csv")
+    cases = {
+        # name: (all boxes' scores, kept boxes' scores)
+        "Hanan_Ashrawi_20.jpg": ([97.0, 4.0], [97.0]),
+        "Mark_Leno_31.jpg": ([10.0, 8.0], [10.0, 8.0]),
+        "Queen_Rania_30.jpg": ([6.0], [6.0]),
+    }
+    for name, (all_scores, kept_scores) in cases.items():
+        gray = cv2.imread(str(ytf68 / "test" / name), cv2.IMREAD_GRAYSCALE)
+        detections = find_faces(gray)
+
+        kept = drop_weak_extra_faces(list(reversed(detections)), MIN_EXTRA_FACE_SCORE)
+
+        assert [d.score for d in detections] == all_scores, name
+        assert [d.score for d in kept] == kept_scores, name
+        points = landmarks.points[landmarks.names.index(name)]
+        assert match_detection(kept, points) is match_detection(detections, points), name
+
+
+def test_drop_weak_extra_faces_empty() -> None:
+    assert drop_weak_extra_faces([], MIN_EXTRA_FACE_SCORE) == []

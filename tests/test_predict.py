@@ -14,7 +14,7 @@ from PIL import Image
 
 from facekp.checkpoint import load_model
 from facekp.cli import main
-from facekp.detect import MAX_DETECTION_SIDE, default_detector
+from facekp.detect import MAX_DETECTION_SIDE, MIN_EXTRA_FACE_SCORE, default_detector, find_faces
 from facekp.keypoints import KEYPOINT_NAMES, ibug68_to_kaggle
 from facekp.landmarks import read_landmark_csv
 from facekp.predict import (
@@ -221,6 +221,33 @@ def test_two_photos_side_by_side(model, photo: Image.Image) -> None:
     right_shift = np.linalg.norm(right.keypoints - [photo.width, 0] - single.keypoints, axis=1)
     assert left_shift.mean() < tolerance
     assert right_shift.mean() < tolerance
+
+
+SAMPLES = REPO / "facekp" / "assets" / "samples"
+
+
+def test_sample_photo_weak_box_dropped(model) -> None:
+    """The astronaut photo has one face; the detector's faint second box is background."""
+    path = SAMPLES / "astronaut.jpg"
+    gray = np.asarray(Image.open(path).convert("L"))
+    boxes = find_faces(gray)
+
+    result = predict_photo(path, model)
+
+    assert len(boxes) == 2
+    assert boxes[1].score < MIN_EXTRA_FACE_SCORE
+    assert result.ok
+    assert len(result.faces) == 1
+    assert result.faces[0].box == boxes[0].box
+
+
+def test_sample_photo_two_faces(model) -> None:
+    result = predict_photo(SAMPLES / "astronaut_mirrored_pair.jpg", model)
+
+    assert result.ok
+    assert len(result.faces) == 2
+    left, right = sorted(result.faces, key=lambda face: face.box[0])
+    assert left.box[0] + left.box[2] < result.width / 2 < right.box[0]
 
 
 def test_photo_without_face(model) -> None:

@@ -24,6 +24,7 @@ from typing import BinaryIO, TextIO
 
 import numpy as np
 
+from facekp._atomic import atomic_open
 from facekp.errors import DataFormatError
 from facekp.keypoints import FACE_SIZE
 
@@ -82,11 +83,6 @@ class OpenedSource:
     def identity(self) -> dict[str, object]:
         """The cache key of the source, computed on first use (hashing bytes takes time)."""
         return self._identify()
-
-
-# Read once at import: os.umask can only be read by setting it, which is not thread-safe.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 @contextlib.contextmanager
@@ -288,21 +284,8 @@ def write_atomically(path: str | Path, write: Callable[[TextIO], None]) -> Path:
     path = Path(path)
     if path.is_dir():
         raise DataFormatError("is a folder; pass the path of the CSV file to write", path=str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"
-    )
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", newline="") as handle:
-            write(handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # mkstemp creates the file private (0600); give it the usual mode of a new file.
-        os.chmod(temporary, 0o666 & ~_UMASK)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    with atomic_open(path, "w") as handle:
+        write(handle)
     return path
 
 

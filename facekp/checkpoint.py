@@ -24,9 +24,7 @@ Everything except ``state_dict`` and ``training`` is available as ``KeypointMode
 from __future__ import annotations
 
 import logging
-import os
 import pickle
-import tempfile
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,6 +34,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from facekp._atomic import atomic_open
 from facekp.errors import CheckpointError, ImageError
 from facekp.keypoints import (
     FACE_SIZE,
@@ -247,34 +246,9 @@ def save_checkpoint(checkpoint: dict[str, Any], path: str | Path) -> Path:
     complete new one, even if the process dies while writing.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            torch.save(checkpoint, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        # mkstemp creates the file private (0600); make it readable like other outputs.
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
-    _fsync_directory(path.parent)
+    with atomic_open(path, "wb") as stream:
+        torch.save(checkpoint, stream)
     return path
-
-
-def _fsync_directory(directory: Path) -> None:
-    try:
-        descriptor = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(descriptor)
-    except OSError:
-        pass  # Some file systems do not support fsync on directories; the data is still written.
-    finally:
-        os.close(descriptor)
 
 
 def read_checkpoint(path: str | Path) -> dict[str, Any]:

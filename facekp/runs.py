@@ -35,6 +35,7 @@ from typing import Any
 
 import psutil
 
+from facekp._atomic import write_json_atomic
 from facekp.errors import FacekpError
 
 log = logging.getLogger(__name__)
@@ -397,7 +398,7 @@ def _launch(run_dir: Path, args: list[str], settings_record: dict[str, Any]) -> 
             message = f"could not start the trainer for run {run_dir.name}: {error}"
             raise RunError(message) from error
 
-    _write_json_atomic(
+    write_json_atomic(
         run_dir / LAUNCH_FILE,
         {
             "command": command,
@@ -542,12 +543,6 @@ def _read_json(path: Path) -> dict[str, Any]:
         log.debug("%s is not valid JSON (still being written?)", path)
         return {}
     return value if isinstance(value, dict) else {}
-
-
-def _write_json_atomic(path: Path, value: dict[str, Any]) -> None:
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(value, indent=2), encoding="utf-8")
-    os.replace(temporary, path)
 
 
 def _read_tail(path: Path, chars: int) -> str:

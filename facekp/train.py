@@ -26,7 +26,6 @@ import logging
 import math
 import os
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +39,7 @@ import torch
 from torch import nn
 
 from facekp import data as data_module
+from facekp._atomic import write_json_atomic
 from facekp.checkpoint import (
     NotACheckpointError,
     build_checkpoint,
@@ -340,20 +340,6 @@ def _batch_count(rows: int, batch_size: int) -> int:
 
 def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
-    """Write ``payload`` as JSON to ``path`` through a temporary file and ``os.replace``."""
-    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(payload, stream, indent=1)
-            stream.write("\n")
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ the detector searching copies of three sizes, and how far each size moves the ke
 
     /work/venv/bin/python bench/photo.py [--checkpoint FILE] [--repeats N]
 
-Results are printed as Markdown tables; the numbers in bench/RESULTS-photo.md come from
+Results are printed as Markdown tables; the numbers in BENCHMARKS.md come from
 this script.
 """
 

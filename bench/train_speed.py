@@ -30,6 +30,15 @@ SETTINGS: dict[str, tuple[tuple[str, ...], bool, int | None]] = {
     "1 thread": ((), False, 1),
     "train command (tunables + passive + channels_last)":
         (("GLIBC_TUNABLES", "OMP_WAIT_POLICY"), True, None),
+    "jemalloc, no decay + passive + channels_last": (("JEMALLOC", "OMP_WAIT_POLICY"), True, None),
+}
+
+# jemalloc from Debian's libjemalloc2, preloaded, with the return of freed pages to the kernel
+# turned off. The setting is skipped where the library is not installed.
+JEMALLOC_PATH = "/usr/lib/x86_64-linux-gnu/libjemalloc.so.2"
+JEMALLOC_ENVIRONMENT = {
+    "LD_PRELOAD": JEMALLOC_PATH,
+    "MALLOC_CONF": "dirty_decay_ms:-1,muzzy_decay_ms:-1",
 }
 
 
@@ -82,11 +91,18 @@ def main() -> None:
 
     from facekp.cli.train import TRAINING_ENVIRONMENT
 
-    results: dict[str, list[dict]] = {name: [] for name in SETTINGS}
+    settings = {
+        name: setting
+        for name, setting in SETTINGS.items()
+        if "JEMALLOC" not in setting[0] or os.path.exists(JEMALLOC_PATH)
+    }
+    results: dict[str, list[dict]] = {name: [] for name in settings}
     for _ in range(args.repeats):  # interleave settings so load changes hit all of them
-        for name, (variables, channels_last, threads) in SETTINGS.items():
+        for name, (variables, channels_last, threads) in settings.items():
             env = {k: v for k, v in os.environ.items() if k not in TRAINING_ENVIRONMENT}
-            env.update({k: TRAINING_ENVIRONMENT[k] for k in variables})
+            env.update({k: TRAINING_ENVIRONMENT[k] for k in variables if k != "JEMALLOC"})
+            if "JEMALLOC" in variables:
+                env.update(JEMALLOC_ENVIRONMENT)
             command = [sys.executable, __file__, "--child", "--model", args.model,
                        "--steps", str(args.steps), "--batch-size", str(args.batch_size)]
             if channels_last:

@@ -21,6 +21,8 @@ with :func:`train` gives the same weights and metrics as an unbroken run.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import logging
 import math
@@ -59,6 +61,8 @@ METRICS_FILE = "metrics.jsonl"
 BEST_FILE = "best.pt"
 LAST_FILE = "last.pt"
 STOP_FILE = "stop"
+# Held with flock by the one trainer that writes the folder.
+LOCK_FILE = ".lock"
 
 PROGRESS_INTERVAL_SECONDS = 1.0
 EVAL_BATCH_SIZE = 256
@@ -558,9 +562,11 @@ def train(
     """
     config.validate()
     run_dir = Path(config.out)
-    check_run_dir(run_dir, resume)
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirectoryError(f"{run_dir} exists and is not a folder; choose another --out")
 
-    with _StopWatch(run_dir / STOP_FILE) as stop:
+    with _exclusive_run_dir(run_dir), _StopWatch(run_dir / STOP_FILE) as stop:
+        check_run_dir(run_dir, resume)
         (run_dir / STOP_FILE).unlink(missing_ok=True)
 
         # Check the data and the checkpoint before touching the run folder, so that bad
@@ -596,6 +602,34 @@ def train(
         run_record.pop("error", None)
         write_json_atomic(run_dir / RUN_FILE, run_record)
     return result
+
+
+@contextlib.contextmanager
+def _exclusive_run_dir(run_dir: Path) -> Iterator[None]:
+    """Hold an exclusive lock on ``run_dir`` so that a second trainer cannot write into it.
+
+    The lock is ``flock`` on ``run_dir/.lock``, which the kernel releases when the process
+    ends, however it ends. A folder that this call created and that holds nothing else when
+    the block ends is removed again, so a rejected start leaves no trace.
+    """
+    created = not run_dir.exists()
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = run_dir / LOCK_FILE
+    with open(lock_path, "a", encoding="utf-8") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RunDirectoryError(
+                f"{run_dir} is in use by another training process; wait until it ends, or "
+                f"stop it (create {run_dir / STOP_FILE}) and then resume, or choose another "
+                "--out folder"
+            ) from None
+        try:
+            yield
+        finally:
+            if created and [path.name for path in run_dir.iterdir()] == [LOCK_FILE]:
+                lock_path.unlink(missing_ok=True)
+                run_dir.rmdir()
 
 
 def _read_last_checkpoint(run_dir: Path) -> dict[str, Any]:

@@ -429,6 +429,13 @@ def test_cli_stops_on_sigterm(faces_csv: Path, tmp_path: Path) -> None:
            and not (run_dir / "metrics.jsonl").exists()):
         time.sleep(0.1)
     assert (run_dir / "metrics.jsonl").exists(), "no epoch finished within 180 s"
+    busy = subprocess.run(
+        [sys.executable, "-m", "facekp", "train", "--out", str(run_dir), "--resume"],
+        cwd=REPO, capture_output=True, text=True, timeout=60,
+    )
+    assert busy.returncode == 2
+    assert "in use by another training process" in busy.stderr
+    assert process.poll() is None
     process.send_signal(signal.SIGTERM)
     stdout, stderr = process.communicate(timeout=60)
 

@@ -5,6 +5,10 @@ import sys
 # The variable only takes effect when it is set before torch loads OpenMP.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from facekp.cli import main  # noqa: E402
+try:
+    from facekp.cli import main
+except KeyboardInterrupt:
+    # Ctrl-C while the command is still importing its libraries.
+    sys.exit(130)
 
 sys.exit(main())

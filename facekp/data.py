@@ -340,6 +340,14 @@ def _training_columns(header: list[str], label: str) -> dict[str, int]:
         )
 
     known = (*COORDINATE_COLUMNS, IMAGE_COLUMN, NAME_COLUMN)
+    if not set(known) & set(seen):
+        # Quote nothing from such a file: it may be any text file the user pointed at.
+        raise DataFormatError(
+            "the header names none of the columns of a Kaggle training.csv, so this is not a "
+            f"training CSV; it needs the 30 keypoint columns ({COORDINATE_COLUMNS[0]} ... "
+            f"{COORDINATE_COLUMNS[-1]}) and Image",
+            path=label,
+        )
     for name in header:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)

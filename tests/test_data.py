@@ -681,3 +681,16 @@ def test_summary_counts(kaggle_like_faces):
     assert nose.x_min == pytest.approx(float(faces.keypoints[:, 10, 0].min()))
     assert summary.images.brightness_mean == pytest.approx(faces.images.mean())
     assert summary.images.brightness_std == pytest.approx(faces.images.std(), rel=1e-6)
+
+
+def test_foreign_header_quotes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "accounts.txt"
+    path.write_text("admin-account:secret-hash:0:0\nuser:other-hash:1:1\n")
+
+    with pytest.raises(DataFormatError) as caught:
+        data.load_training_csv(path)
+
+    message = str(caught.value)
+    assert "none of the columns of a Kaggle training.csv" in message
+    assert "secret-hash" not in message
+    assert "admin-account" not in message

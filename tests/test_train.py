@@ -194,7 +194,7 @@ def test_bad_data_leaves_folder_untouched(faces_csv: Path, tmp_path: Path) -> No
     bad.write_text("not,a,training,file\n1,2,3,4\n")
     run_dir = tmp_path / "run"
 
-    with pytest.raises(DataFormatError, match="unexpected column"):
+    with pytest.raises(DataFormatError, match="none of the columns"):
         train(_config(bad, run_dir))
 
     assert not run_dir.exists()

@@ -738,7 +738,7 @@ def _train_loop(
             on_progress(progress)
 
     log.info(
-        "training %s on %d faces (%d validation), %d epochs of %d batches",
+        "training %s on %d faces (%d validation), %d epoch(s) of %d batch(es)",
         config.model, len(train_split.images),
         0 if val_split is None else len(val_split.images), config.epochs, batches,
     )

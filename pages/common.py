@@ -167,10 +167,15 @@ def _show_model_summary(model: KeypointModel) -> None:
     metrics = model.info.get("metrics") or {}
     data = model.info.get("data") or {}
     st.caption(f"Architecture: **{model.name}**")
-    for key in ("best_val_rmse", "val_rmse", "train_rmse"):
+    labels = {
+        "best_val_rmse": "Best validation RMSE",
+        "val_rmse": "Validation RMSE",
+        "train_rmse": "Training RMSE",
+    }
+    for key, label in labels.items():
         value = metrics.get(key)
         if isinstance(value, (int, float)):
-            st.caption(f"{key.replace('_', ' ')}: {value:.2f} px")
+            st.caption(f"{label}: {value:.2f} px")
     rows = data.get("rows")
     if rows:
         st.caption(f"Trained on {rows} faces")

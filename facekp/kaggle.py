@@ -130,6 +130,16 @@ def _row_error(label: str, row: int, line: int, error: RowValueError) -> DataFor
     )
 
 
+def _parse_new_row_id(cell: str, first_row_of: dict[int, int]) -> int:
+    """Parse a RowId cell and raise :class:`RowValueError` if an earlier row has the same one."""
+    row_id = _parse_positive_int(cell, ROW_ID_COLUMN)
+    if row_id in first_row_of:
+        raise RowValueError(
+            f"RowId {row_id} already appears in row {first_row_of[row_id]}", ROW_ID_COLUMN
+        )
+    return row_id
+
+
 def _parse_positive_int(cell: str, column: str) -> int:
     text = cell.strip()
     if not text.isascii() or not text.isdigit() or int(text) < 1:
@@ -329,11 +339,7 @@ def _parse_id_lookup_rows(
                     f"has {len(fields)} fields; expected {len(header)}, one per header column",
                     None,
                 )
-            row_id = _parse_positive_int(fields[columns[ROW_ID_COLUMN]], ROW_ID_COLUMN)
-            if row_id in first_row_of:
-                raise RowValueError(
-                    f"RowId {row_id} already appears in row {first_row_of[row_id]}", ROW_ID_COLUMN
-                )
+            row_id = _parse_new_row_id(fields[columns[ROW_ID_COLUMN]], first_row_of)
             image_id = _parse_positive_int(fields[columns[IMAGE_ID_COLUMN]], IMAGE_ID_COLUMN)
             feature = fields[columns[FEATURE_COLUMN]].strip()
             if feature not in _COORDINATE_INDEX:
@@ -393,12 +399,7 @@ def load_submission(source: Source, *, name: str | None = None) -> tuple[np.ndar
                         f"has {len(fields)} fields; expected {len(header)}, one per header column",
                         None,
                     )
-                row_id = _parse_positive_int(fields[columns[ROW_ID_COLUMN]], ROW_ID_COLUMN)
-                if row_id in first_row_of:
-                    raise RowValueError(
-                        f"RowId {row_id} already appears in row {first_row_of[row_id]}",
-                        ROW_ID_COLUMN,
-                    )
+                row_id = _parse_new_row_id(fields[columns[ROW_ID_COLUMN]], first_row_of)
                 location = _parse_location(fields[columns[LOCATION_COLUMN]])
             except RowValueError as error:
                 raise _row_error(opened.label, row, line, error) from None

@@ -16,7 +16,7 @@ from facekp.keypoints import FACE_SIZE
 
 @dataclass(frozen=True)
 class Framing:
-    """Where the square crop sits relative to a detector box ``(x, y, w, h)``.
+    """Placement of the square crop relative to a detector box ``(x, y, w, h)``.
 
     The crop's side is ``scale * w`` and its centre is the box centre moved by
     ``shift_x * w`` to the right and ``shift_y * w`` down.

@@ -1,4 +1,4 @@
-"""Exceptions that facekp raises for bad input. Each message says what was wrong and what to do."""
+"""Exceptions that facekp raises for bad input, with messages that state the fix."""
 
 from __future__ import annotations
 
